@@ -1,0 +1,83 @@
+"""The ``edgecv`` command: a thin click layer over the Python API.
+
+Subcommands live in their own modules and are imported only when invoked (or listed by --help);
+none of them imports TensorFlow at module level, so ``edgecv --help`` is instant.
+User errors become one line on stderr and exit code 2; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from edgecv import __version__
+from edgecv.errors import EdgecvError
+
+# command name -> "module:function"; each module owns its command.
+COMMANDS = {
+    "build": "edgecv.cli.build:build",
+    "models": "edgecv.cli.build:models",
+    "quantize": "edgecv.cli.quantize:quantize",
+    "profile": "edgecv.cli.profile:profile",
+    "devices": "edgecv.cli.devices:devices",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return [name for name in COMMANDS if self._load(name) is not None]
+
+    def get_command(self, ctx, name):
+        return self._load(name)
+
+    @staticmethod
+    def _load(name):
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as exc:  # a command whose module has not landed yet
+            if exc.name and exc.name.startswith("edgecv"):
+                return None
+            raise
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgecv")
+def cli():
+    """edgecv: build, quantize and profile mobile CNNs for edge devices, offline."""
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(str(msg).split())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the CLI and map every outcome to an exit code."""
+    try:
+        cli.main(args=argv, prog_name="edgecv", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("edgecv: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:  # usage errors, bad parameters
+        click.echo(f"edgecv: error: {_one_line(exc.format_message())}", err=True)
+        sys.exit(2)
+    except EdgecvError as exc:
+        click.echo(f"edgecv: error: {_one_line(str(exc))}", err=True)
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        sys.exit(1)
+    except Exception as exc:  # a bug in edgecv, not in the user's input
+        if os.environ.get("EDGECV_DEBUG"):
+            raise
+        click.echo(f"edgecv: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+                   "(set EDGECV_DEBUG=1 for the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(0)
