@@ -1,0 +1,478 @@
+#!/usr/bin/env python3
+"""Measure one model's latency and memory in this process and print one JSON object on stdout.
+
+Self-contained on purpose (standard library + numpy + a runtime, no edgecv import): edgecv runs it
+in a child process on the host, and copies this single file to a target (Raspberry Pi) over SSH.
+
+    python runner.py MODEL [--runtime litert|onnxruntime] [--threads N] [--warmup-runs N] [--runs N]
+                           [--min-time-s S] [--cpus LIST] [--seed N]
+
+Output keys: ``init_ms``, ``first_inference_ms``, ``latency_ms`` {mean, std, min, p50, p90, p99, runs},
+``peak_rss_bytes``, ``rss_growth_bytes``, ``rss_baseline_bytes``, ``runtime`` {name, version, threads,
+delegate}, ``inputs`` and ``env`` (CPU model, cores, ISA features, OS, Python/numpy/runtime versions,
+governor, frequency, temperature, throttling). On failure: one line on stderr and exit code 1
+(bad arguments or an unreadable model: 2).
+
+TFLite runtimes, in order: ai_edge_litert (LiteRT, XNNPACK applied by default), tflite_runtime,
+tensorflow.lite (last resort: the slow import is only paid when nothing else is installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+
+RUNNER_VERSION = 1
+MAX_RUNS = 100_000  # cap for --min-time-s on a very fast model
+
+
+class RunnerError(Exception):
+    exit_code = 1
+
+
+class ModelError(RunnerError):
+    exit_code = 2
+
+
+# ----------------------------------------------------------------------------------------------
+# environment fingerprint
+# ----------------------------------------------------------------------------------------------
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read().strip().strip("\x00")
+    except OSError:
+        return None
+
+
+def _cpuinfo() -> dict:
+    """model name, raw feature flags and (Arm) CPU part from /proc/cpuinfo."""
+    text = _read("/proc/cpuinfo") or ""
+    info: dict = {}
+    for line in text.splitlines():
+        if ":" not in line:
+            continue
+        key, _, val = line.partition(":")
+        key, val = key.strip().lower(), val.strip()
+        if key in ("model name", "hardware", "model", "cpu part", "cpu implementer", "processor") and key not in info:
+            info[key] = val
+        if key in ("flags", "features") and "flags" not in info:
+            info["flags"] = val.split()
+    return info
+
+
+# normalized ISA feature -> raw /proc/cpuinfo flags that imply it
+_ISA_X86 = {
+    "sse4_2": ("sse4_2",), "avx": ("avx",), "avx2": ("avx2",), "fma": ("fma",), "f16c": ("f16c",),
+    "avx512f": ("avx512f",), "avx512_vnni": ("avx512_vnni",), "avx_vnni": ("avx_vnni",),
+    "avx512_bf16": ("avx512_bf16",), "amx_int8": ("amx_int8",),
+}
+_ISA_ARM = {
+    "neon": ("asimd", "neon"), "dotprod": ("asimddp",), "fp16": ("asimdhp", "fphp"), "i8mm": ("i8mm",),
+    "bf16": ("bf16",), "sve": ("sve",), "sve2": ("sve2",),
+}
+
+
+def _isa(machine: str, flags: list[str]) -> dict:
+    table = _ISA_X86 if machine.lower() in ("x86_64", "amd64", "i386", "i686") else _ISA_ARM
+    have = set(flags)
+    return {name: any(f in have for f in raw) for name, raw in table.items()}
+
+
+def _thermal() -> dict:
+    """Temperatures (deg C) of /sys/class/thermal zones, and Raspberry Pi throttling if vcgencmd exists."""
+    out: dict = {}
+    temps = {}
+    for zone in sorted(glob.glob("/sys/class/thermal/thermal_zone*")):
+        raw = _read(os.path.join(zone, "temp"))
+        if raw and raw.lstrip("-").isdigit():
+            kind = _read(os.path.join(zone, "type")) or os.path.basename(zone)
+            temps[kind] = round(int(raw) / 1000.0, 1)
+    if temps:
+        out["temp_c"] = temps
+    if shutil.which("vcgencmd"):
+        try:
+            res = subprocess.run(["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=5)
+            if res.returncode == 0 and "=" in res.stdout:
+                out["throttled"] = res.stdout.strip().split("=", 1)[1]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return out
+
+
+def _os_name() -> str:
+    text = _read("/etc/os-release") or ""
+    for line in text.splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip('"')
+    return f"{platform.system()} {platform.release()}"
+
+
+def environment(runtime_name: str | None = None, runtime_version: str | None = None) -> dict:
+    """A fingerprint of the machine this runs on."""
+    import numpy as np
+
+    machine = platform.machine()
+    cpu = _cpuinfo()
+    flags = cpu.get("flags", [])
+    cpu_model = (cpu.get("model name") or _read("/proc/device-tree/model") or cpu.get("hardware")
+                 or cpu.get("model") or platform.processor() or machine)
+    env = {
+        "hostname": platform.node(),
+        "machine": machine,
+        "cpu_model": cpu_model,
+        "board": _read("/proc/device-tree/model"),
+        "cpu_part": cpu.get("cpu part"),
+        "cores": os.cpu_count(),
+        "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "isa": _isa(machine, flags),
+        "os": _os_name(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+    }
+    cur = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
+    mx = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    env["cpu_mhz"] = int(cur) // 1000 if cur and cur.isdigit() else None
+    env["cpu_max_mhz"] = int(mx) // 1000 if mx and mx.isdigit() else None
+    if env["cpu_mhz"] is None and machine.lower() in ("x86_64", "amd64"):
+        mhz = [ln.split(":")[1] for ln in (_read("/proc/cpuinfo") or "").splitlines() if ln.startswith("cpu MHz")]
+        env["cpu_mhz"] = round(float(mhz[0])) if mhz else None
+    env.update(_thermal())
+    if runtime_name:
+        env["runtime"] = runtime_name
+        env["runtime_version"] = runtime_version
+    return env
+
+
+# ----------------------------------------------------------------------------------------------
+# memory
+# ----------------------------------------------------------------------------------------------
+
+def _status_bytes(field: str) -> int | None:
+    text = _read("/proc/self/status")
+    if text:
+        for line in text.splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def rss_bytes() -> int | None:
+    return _status_bytes("VmRSS")
+
+
+def peak_rss_bytes() -> int | None:
+    peak = _status_bytes("VmHWM")
+    if peak is None:
+        try:
+            import resource
+
+            ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            peak = ru if sys.platform == "darwin" else ru * 1024
+        except (ImportError, OSError):
+            return None
+    return peak
+
+
+# ----------------------------------------------------------------------------------------------
+# inputs
+# ----------------------------------------------------------------------------------------------
+
+def random_input(rng, shape, dtype):
+    """Seeded random values of ``dtype`` (a numpy dtype) and ``shape``: floats in [-1, 1], full int8/uint8 range."""
+    import numpy as np
+
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, size=shape).astype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if info.bits <= 16:
+            return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
+        return rng.integers(0, 10, size=shape).astype(dtype)  # ids / indices: keep them small
+    raise ModelError(f"unsupported input dtype {dtype}")
+
+
+# ----------------------------------------------------------------------------------------------
+# runtimes
+# ----------------------------------------------------------------------------------------------
+
+class TFLiteSession:
+    def __init__(self, path: str, threads: int, seed: int):
+        import numpy as np
+
+        self.name, self.version, Interpreter, self.delegate = self._load_runtime()
+        try:
+            self.interp = Interpreter(model_path=path, num_threads=threads)
+            details = self.interp.get_input_details()
+            for d in details:
+                sig = d.get("shape_signature", d["shape"])
+                if any(int(s) < 0 for s in sig):
+                    self.interp.resize_tensor_input(d["index"], [max(int(s), 1) for s in sig])
+            self.interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"cannot load the model with {self.name}: {_one_line(exc)}") from None
+        rng = np.random.default_rng(seed)
+        self.inputs = []
+        for d in self.interp.get_input_details():
+            x = random_input(rng, tuple(int(s) for s in d["shape"]), d["dtype"])
+            self.interp.set_tensor(d["index"], x)
+            self.inputs.append({"name": d["name"], "shape": list(x.shape), "dtype": str(x.dtype)})
+        self.threads = threads
+        self.delegate = self._delegate()
+
+    @staticmethod
+    def _load_runtime():
+        try:
+            import ai_edge_litert
+            from ai_edge_litert.interpreter import Interpreter
+
+            return "litert", getattr(ai_edge_litert, "__version__", "?"), Interpreter, "xnnpack"
+        except ImportError:
+            pass
+        try:
+            import tflite_runtime
+            from tflite_runtime.interpreter import Interpreter
+
+            return "tflite_runtime", getattr(tflite_runtime, "__version__", "?"), Interpreter, "xnnpack"
+        except ImportError:
+            pass
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise RunnerError("no TFLite runtime: install ai-edge-litert (or tflite-runtime)") from None
+        return "tf.lite", tf.__version__, tf.lite.Interpreter, "xnnpack"
+
+    def _delegate(self) -> str:
+        """"xnnpack" if the default XNNPACK delegate took over nodes of the execution plan, else "none"."""
+        try:
+            ops = self.interp._get_ops_details()
+        except Exception:  # private API: absent in some runtimes
+            return "xnnpack (default)"
+        delegated = [op for op in ops if "DELEGATE" in str(op.get("op_name", "")).upper()]
+        return "xnnpack" if delegated else "none"
+
+    def run(self):
+        self.interp.invoke()
+
+
+class OnnxSession:
+    def __init__(self, path: str, threads: int, seed: int):
+        import numpy as np
+
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise RunnerError("onnxruntime is not installed") from None
+        self.name, self.version = "onnxruntime", ort.__version__
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        try:
+            self.sess = ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception classes
+            raise ModelError(f"cannot load the model with onnxruntime: {_one_line(exc)}") from None
+        types = {
+            "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+            "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int16)": np.int16,
+            "tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(bool)": np.bool_,
+        }
+        rng = np.random.default_rng(seed)
+        self.feed = {}
+        self.inputs = []
+        for inp in self.sess.get_inputs():
+            if inp.type not in types:
+                raise ModelError(f"unsupported input type {inp.type} for input {inp.name!r}")
+            shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in inp.shape)
+            self.feed[inp.name] = random_input(rng, shape, types[inp.type])
+            self.inputs.append({"name": inp.name, "shape": list(shape), "dtype": str(np.dtype(types[inp.type]))})
+        self.output_names = [o.name for o in self.sess.get_outputs()]
+        self.threads = threads
+        self.delegate = self.sess.get_providers()[0]
+
+    def run(self):
+        self.sess.run(self.output_names, self.feed)
+
+
+def detect_runtime(path: str) -> str:
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if len(head) >= 8 and head[4:8] == b"TFL3":
+        return "litert"
+    ext = os.path.splitext(path)[1].lower()
+    return "onnxruntime" if ext == ".onnx" else "litert"
+
+
+# ----------------------------------------------------------------------------------------------
+# measurement
+# ----------------------------------------------------------------------------------------------
+
+def latency_stats(samples_ms) -> dict:
+    import numpy as np
+
+    a = np.asarray(samples_ms, dtype=np.float64)
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1 else 0.0, "min": float(a.min()),
+            "p50": float(p50), "p90": float(p90), "p99": float(p99), "runs": int(a.size)}
+
+
+def measure(path: str, runtime: str | None = None, threads: int = 1, warmup_runs: int = 5, runs: int = 50,
+            min_time_s: float = 0.0, seed: int = 0) -> dict:
+    """Load ``path``, run it once (first inference), ``warmup_runs`` more times, then at least ``runs`` timed
+    runs and until ``min_time_s`` seconds of timed runs have passed. Returns the JSON-able result."""
+    runtime = runtime or detect_runtime(path)
+    env_before = _thermal()
+    rss0 = rss_bytes()
+    t0 = time.perf_counter()
+    sess = OnnxSession(path, threads, seed) if runtime == "onnxruntime" else TFLiteSession(path, threads, seed)
+    init_ms = (time.perf_counter() - t0) * 1e3
+    t0 = time.perf_counter()
+    sess.run()
+    first_ms = (time.perf_counter() - t0) * 1e3
+    for _ in range(warmup_runs):
+        sess.run()
+    samples = []
+    clock = time.perf_counter
+    start = clock()
+    while len(samples) < runs or (clock() - start < min_time_s and len(samples) < MAX_RUNS):
+        t0 = clock()
+        sess.run()
+        samples.append((clock() - t0) * 1e3)
+    rss1 = rss_bytes()
+    env = environment(sess.name, sess.version)
+    if "temp_c" in env_before:
+        env["temp_c_before"] = env_before["temp_c"]
+    return {
+        "runner_version": RUNNER_VERSION,
+        "model": path,
+        "init_ms": init_ms,
+        "first_inference_ms": first_ms,
+        "latency_ms": latency_stats(samples),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "rss_growth_bytes": (rss1 - rss0) if rss0 is not None and rss1 is not None else None,
+        "rss_baseline_bytes": rss0,
+        "runtime": {"name": sess.name, "version": sess.version, "threads": sess.threads, "delegate": sess.delegate},
+        "inputs": sess.inputs,
+        "warmup_runs": warmup_runs,
+        "seed": seed,
+        "env": env,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# command line
+# ----------------------------------------------------------------------------------------------
+
+def _one_line(msg) -> str:
+    return " ".join(str(msg).split())
+
+
+def parse_cpus(text: str) -> set[int]:
+    """"0,2-3" -> {0, 2, 3}."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise ValueError(part)
+        cpus.update(range(int(lo), int(hi) + 1) if sep else {int(lo)})
+    if not cpus:
+        raise ValueError(text)
+    return cpus
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise RunnerError(f"usage: {message}")
+
+
+def _positive(kind):
+    def conv(text):
+        v = kind(text)
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"expected a value > 0, got {text!r}")
+        return v
+    return conv
+
+
+def _non_negative(kind):
+    def conv(text):
+        v = kind(text)
+        if v < 0 or v != v:
+            raise argparse.ArgumentTypeError(f"expected a value >= 0, got {text!r}")
+        return v
+    return conv
+
+
+def main(argv=None) -> int:
+    p = _Parser(prog="runner.py", description="Measure a .tflite/.onnx model; one JSON object on stdout.")
+    p.add_argument("model")
+    p.add_argument("--runtime", choices=("litert", "onnxruntime"))
+    p.add_argument("--threads", type=_positive(int), default=1)
+    p.add_argument("--warmup-runs", type=_non_negative(int), default=5)
+    p.add_argument("--runs", type=_positive(int), default=50)
+    p.add_argument("--min-time-s", type=_non_negative(float), default=0.0)
+    p.add_argument("--cpus", help="pin to these CPUs, e.g. 0-3 or 2,3")
+    p.add_argument("--seed", type=int, default=0)
+    # Runtimes print to fd 1 from C (e.g. "INFO: Created TensorFlow Lite XNNPACK delegate"): send all of
+    # that to stderr and keep the real stdout for the single JSON object.
+    sys.stdout.flush()
+    real_stdout = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        try:
+            args = p.parse_args(argv)
+            if not os.path.isfile(args.model):
+                raise ModelError(f"no such model file: {args.model!r}")
+            if os.path.getsize(args.model) == 0:
+                raise ModelError(f"empty model file: {args.model!r}")
+            if args.cpus:
+                try:
+                    cpus = parse_cpus(args.cpus)
+                except ValueError:
+                    raise RunnerError(f"--cpus: expected a list like 0-3 or 2,3, got {args.cpus!r}") from None
+                try:
+                    os.sched_setaffinity(0, cpus)
+                except (OSError, AttributeError) as exc:
+                    raise RunnerError(f"--cpus {args.cpus}: cannot pin: {exc}") from None
+            result = measure(args.model, args.runtime, args.threads, args.warmup_runs, args.runs,
+                             args.min_time_s, args.seed)
+            if args.cpus:
+                result["cpus"] = sorted(os.sched_getaffinity(0))
+        except RunnerError as exc:
+            sys.stderr.write(f"runner: error: {_one_line(exc)}\n")
+            return exc.exit_code
+        except MemoryError:
+            sys.stderr.write("runner: error: out of memory\n")
+            return 1
+        except Exception as exc:
+            sys.stderr.write(f"runner: error: {type(exc).__name__}: {_one_line(exc)}\n")
+            return 1
+    finally:
+        sys.stdout.flush()
+        os.dup2(real_stdout, 1)
+        os.close(real_stdout)
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
