@@ -1,0 +1,64 @@
+"""Run model parsing and measurement in a child process: a crash or hang of a runtime on an untrusted file
+becomes a one-line ``EdgecvError`` (exit code 2), never a traceback or a dead edgecv."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from edgecv.errors import EdgecvError
+
+SUFFIXES = (".tflite", ".onnx", ".keras")
+
+
+def check_model_path(path, suffixes=SUFFIXES) -> str:
+    """The path as a string if it names a non-empty regular file with a known suffix, else EdgecvError."""
+    p = Path(path)
+    if not p.exists():
+        raise EdgecvError(f"model file not found: {str(p)!r}")
+    if p.is_dir():
+        raise EdgecvError(f"model path is a directory, expected a file: {str(p)!r}")
+    if not p.is_file():
+        raise EdgecvError(f"model path is not a regular file: {str(p)!r}")
+    if p.suffix.lower() not in suffixes:
+        raise EdgecvError(f"unsupported model file suffix {p.suffix or '(none)'!r} in {str(p)!r}; "
+                          f"expected one of {', '.join(suffixes)}")
+    if p.stat().st_size == 0:
+        raise EdgecvError(f"model file is empty: {str(p)!r}")
+    if not os.access(p, os.R_OK):
+        raise EdgecvError(f"model file is not readable: {str(p)!r}")
+    return str(p)
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def child_env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def run_child(cmd: list[str], timeout_s: float, what: str) -> str:
+    """Run ``cmd``, return its stdout; on timeout, death by a signal or a non-zero exit raise a one-line
+    EdgecvError that says which (with the child's last stderr line)."""
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=child_env(),
+                             stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise EdgecvError(f"{what}: the runtime did not finish within {timeout_s:g} s (killed)") from None
+    if res.returncode < 0:
+        raise EdgecvError(f"{what}: the runtime crashed ({_signal_name(res.returncode)})")
+    if res.returncode != 0:
+        lines = [ln.strip() for ln in res.stderr.splitlines() if ln.strip()]
+        msg = lines[-1] if lines else f"exit code {res.returncode}"
+        if msg.startswith("runner: error: "):
+            msg = msg[len("runner: error: "):]
+        raise EdgecvError(f"{what}: {msg}")
+    return res.stdout
