@@ -202,8 +202,13 @@ def build_keras(cfg: ModelConfig, weights: str | os.PathLike | None = None):
 
 
 def load_weights_by_name(model, path: str | os.PathLike) -> None:
-    """Load a Keras weights file (``.weights.h5``, or a legacy ``.h5`` such as keras.applications'
-    ImageNet files) into ``model``, matching layers by name and checking every shape."""
+    """Load a Keras weights file into ``model``, checking every shape.
+
+    - Legacy HDF5 (``.h5``, the format of keras.applications' ImageNet files): matched by layer name.
+    - Keras 3 ``.weights.h5``: Keras stores these by position in the layer list (paths such as
+      ``layers/conv2d_3``), so they load into an edgecv model whose layer order equals the source's,
+      which holds for every keras.applications twin.
+    """
     p = Path(path)
     if not p.is_file():
         raise EdgecvError(f"--weights: no such file: {str(p)!r}")
@@ -211,9 +216,16 @@ def load_weights_by_name(model, path: str | os.PathLike) -> None:
 
     try:
         with h5py.File(p, "r") as f:
-            stored = _read_h5_weights(f)
+            legacy = "layer_names" in f.attrs or ("model_weights" in f and "layer_names" in f["model_weights"].attrs)
+            stored = _read_legacy_h5(f) if legacy else None
     except OSError as exc:
         raise EdgecvError(f"--weights: not a readable HDF5 weights file: {str(p)!r} ({exc})") from None
+    if stored is None:
+        try:
+            model.load_weights(p)
+        except (ValueError, KeyError, OSError) as exc:
+            raise EdgecvError(f"--weights: {str(p)!r} does not fit {model.name}: {' '.join(str(exc).split())[:300]}") from None
+        return
     by_layer = {layer.name: layer for layer in model.layers if layer.weights}
     # Auto-named layers (keras.applications' Normalization) get a session-dependent suffix
     # ("normalization_3"): match them by their base name when that is unambiguous.
@@ -235,24 +247,16 @@ def load_weights_by_name(model, path: str | os.PathLike) -> None:
         layer.set_weights(arrays)
 
 
-def _read_h5_weights(f) -> dict[str, list]:
-    """{layer name: [arrays in the layer's weight order]} from a Keras 3 or legacy HDF5 file."""
+def _read_legacy_h5(f) -> dict[str, list]:
+    """{layer name: [arrays in the layer's weight order]} from a legacy Keras HDF5 weights file."""
     import numpy as np
 
+    g = f["model_weights"] if "model_weights" in f else f
     out: dict[str, list] = {}
-    if "layer_names" in f.attrs or ("model_weights" in f and "layer_names" in f["model_weights"].attrs):
-        g = f["model_weights"] if "model_weights" in f else f
-        for lname in g.attrs["layer_names"]:
-            lname = lname.decode() if isinstance(lname, bytes) else lname
-            lg = g[lname]
-            wnames = [w.decode() if isinstance(w, bytes) else w for w in lg.attrs.get("weight_names", [])]
-            if wnames:
-                out[lname] = [np.asarray(lg[w]) for w in wnames]
-        return out
-    # Keras 3 ".weights.h5": layers/<name>/vars/<index>
-    root = f["layers"] if "layers" in f else f
-    for lname in root:
-        vars_ = root[lname].get("vars") if hasattr(root[lname], "get") else None
-        if vars_ is not None and len(vars_):
-            out[lname] = [np.asarray(vars_[str(i)]) for i in range(len(vars_))]
+    for lname in g.attrs["layer_names"]:
+        lname = lname.decode() if isinstance(lname, bytes) else lname
+        lg = g[lname]
+        wnames = [w.decode() if isinstance(w, bytes) else w for w in lg.attrs.get("weight_names", [])]
+        if wnames:
+            out[lname] = [np.asarray(lg[w]) for w in wnames]
     return out

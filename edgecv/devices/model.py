@@ -1,0 +1,143 @@
+"""The latency model: per-op roofline with fitted per-class efficiencies, per-op overhead, thread scaling.
+
+For a device with cores sorted fastest first (peaks ``P_d(core)`` in MAC/s for compute dtype ``d``) and
+``n`` threads on the ``n`` fastest cores::
+
+    G_d(n)  = P_d(core_1) + p * sum_{i=2..n} P_d(core_i)          # p: thread_efficiency
+    F(n)    = f(core_1)   + p * sum_{i=2..n} f(core_i)            # clock, Hz
+    t(op)   = max(MACs / (e[class, d] * G_d(n)),  bytes / BW)  + tau     conv, pointwise, fc, depthwise
+    t(op)   = max(bytes / (beta * F(n)),          bytes / BW)  + tau     elementwise, pooling, other
+    latency = sum over ops of t(op)
+
+``bytes`` = the op's input + output activations + weights; ``BW`` the device's sustained DRAM bandwidth;
+``e[class, d]`` the fraction of peak dense convolutions (conv, pointwise, fully connected) and depthwise
+convolutions reach in fp32 and int8; ``beta`` the elementwise bytes per cycle; ``tau`` a per-op overhead.
+No TensorFlow, no numpy here: this runs on the target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgecv.devices.profile import Coefficients, DeviceProfile
+from edgecv.records import OpStat
+
+# index of each (group, dtype) in the parameter vector; group of each op class
+PARAM_NAMES = ("conv_fp32", "dw_fp32", "conv_int8", "dw_int8", "elementwise")
+GROUP = {"conv": "conv", "pointwise": "conv", "fc": "conv", "depthwise": "dw",
+         "elementwise": "ew", "pool": "ew", "other": "ew"}
+
+# TFLite builtin ops the XNNPACK delegate takes (tensorflow/lite/delegates/xnnpack/README.md); others run
+# on TFLite's built-in kernels. Names not in TFLite's upper-case style (ONNX graphs) are not checked.
+XNNPACK_OPS = frozenset("""
+ABS ADD AVERAGE_POOL_2D BATCH_MATMUL CEIL CONCATENATION CONV_2D COS DEPTH_TO_SPACE DEPTHWISE_CONV_2D
+DEQUANTIZE DIV ELU EXP FLOOR FULLY_CONNECTED GELU HARD_SWISH LEAKY_RELU LOGISTIC MAX_POOL_2D MAXIMUM MEAN
+MINIMUM MUL NEG PAD PRELU QUANTIZE RELU RELU6 RELU_N1_TO_1 RESHAPE RESIZE_BILINEAR ROUND RSQRT SIN SLICE
+SOFTMAX SPACE_TO_DEPTH SPLIT SQRT SQUARE SQUARED_DIFFERENCE STRIDED_SLICE SUB SUM TANH TRANSPOSE TRANSPOSE_CONV
+""".split())
+# Ops that fall back to TFLite's built-in kernels are priced this many times slower (prior: the
+# built-in kernels are 4-8x slower than XNNPACK on whole models, toolchain.md).
+FALLBACK_SLOWDOWN = 3.0
+
+
+@dataclass(frozen=True)
+class Params:
+    """Model coefficients as the fit sees them (fractions of peak, bytes/cycle, seconds, p)."""
+
+    conv_fp32: float
+    dw_fp32: float
+    conv_int8: float
+    dw_int8: float
+    elementwise: float  # bytes per cycle per core
+    overhead_s: float
+    thread_efficiency: float
+
+    def efficiencies(self) -> tuple[float, ...]:
+        return (self.conv_fp32, self.dw_fp32, self.conv_int8, self.dw_int8, self.elementwise)
+
+    @classmethod
+    def from_coefficients(cls, c: Coefficients) -> "Params":
+        return cls(c.conv_fp32_peak_fraction, c.dw_fp32_peak_fraction, c.conv_int8_peak_fraction,
+                   c.dw_int8_peak_fraction, c.elementwise_bytes_per_cycle, c.overhead_us_per_op * 1e-6,
+                   c.thread_efficiency)
+
+
+def compute_dtype(op_dtype: str, fp16_arith: bool = False) -> str:
+    """The dtype an op computes in on a CPU: int8/uint8 -> int8; float16 -> float32 unless the runtime
+    runs fp16 arithmetic (TFLite on CPU does not: it dequantizes fp16 weights to fp32)."""
+    d = (op_dtype or "float32").lower()
+    if d in ("int8", "uint8", "qint8", "quint8"):
+        return "int8"
+    if d == "float16" and fp16_arith:
+        return "float16"
+    return "float32"
+
+
+def thread_scale(dev: DeviceProfile, threads: int, p: float, dtype: str) -> tuple[float, float]:
+    """(first core, sum of the other used cores) of peak MAC/s for ``dtype`` (or Hz when dtype='hz')."""
+    cores = dev.cores_by_speed()[:threads]
+
+    def one(c):
+        if dtype == "hz":
+            return c.freq_ghz * 1e9
+        d = dtype if (dtype != "float16" or c.fp16_arith) else "float32"
+        return c.peak_gmacs(d) * 1e9
+
+    vals = [one(c) for c in cores]
+    return vals[0], sum(vals[1:])
+
+
+@dataclass(frozen=True)
+class OpTerm:
+    """One op's contribution: time = max(work * x[k] / (g1 + p*grest), mem_s) * slowdown + overhead."""
+
+    k: int  # parameter index (PARAM_NAMES)
+    work: float  # MACs (conv/dw) or bytes (elementwise)
+    g1: float
+    grest: float
+    mem_s: float
+    slowdown: float = 1.0
+
+
+def op_terms(ops: list[OpStat], dev: DeviceProfile, threads: int, fp16_arith: bool = False,
+             check_xnnpack: bool = True) -> list[OpTerm]:
+    bw = dev.memory.bandwidth_gbs * 1e9
+    scales: dict[str, tuple[float, float]] = {}
+    out = []
+    for op in ops:
+        group = GROUP.get(op.op_class, "ew")
+        d = compute_dtype(op.dtype, fp16_arith)
+        nbytes = float(op.input_bytes + op.activation_bytes + op.weight_bytes)
+        if group == "ew":
+            k, work, sd = 4, nbytes, "hz"
+        else:
+            k = (0 if group == "conv" else 1) + (2 if d == "int8" else 0)
+            work, sd = float(op.macs), d
+        if sd not in scales:
+            scales[sd] = thread_scale(dev, threads, 1.0, sd)
+        g1, grest = scales[sd]
+        slow = FALLBACK_SLOWDOWN if (check_xnnpack and _tflite_name(op.type) and op.type not in XNNPACK_OPS) else 1.0
+        out.append(OpTerm(k, work, g1, grest, nbytes / bw, slow))
+    return out
+
+
+def _tflite_name(t: str) -> bool:
+    return bool(t) and t.upper() == t and t.replace("_", "").replace("2D", "").isalnum()
+
+
+def latency_s(terms: list[OpTerm], params: Params) -> float:
+    x = params.efficiencies()
+    p = params.thread_efficiency
+    total = 0.0
+    for t in terms:
+        eff = x[t.k]
+        compute = t.work / (eff * (t.g1 + p * t.grest)) if t.work else 0.0
+        total += max(compute, t.mem_s) * t.slowdown + params.overhead_s
+    return total
+
+
+def predict_latency_s(ops: list[OpStat], dev: DeviceProfile, threads: int, params: Params | None = None,
+                      fp16_arith: bool = False) -> float:
+    """Predicted latency in seconds of ``ops`` on ``dev`` with ``threads`` threads."""
+    params = params or Params.from_coefficients(dev.prediction)
+    return latency_s(op_terms(ops, dev, threads, fp16_arith), params)
