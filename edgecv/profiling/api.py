@@ -1,0 +1,152 @@
+"""The profiler's Python API: ``profile`` (static counts + a measurement on this host) and ``static_profile``.
+
+Parsing and running a model happen in child processes with time limits (``static.analyze`` and
+``runner.py``), so a runtime that crashes or hangs on a file becomes a one-line ``EdgecvError``.
+TensorFlow is never imported here; a ``.keras`` input is converted to float32 TFLite in a child process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from edgecv.errors import EdgecvError
+from edgecv.profiling._child import check_model_path, run_child
+from edgecv.profiling.static import StaticAnalysis, analyze
+from edgecv.records import LatencyStats, ProfileResult
+
+RUNTIMES = ("litert", "onnxruntime")
+RUNNER = Path(__file__).with_name("runner.py")
+DEFAULT_TIMEOUT_S = 600.0  # whole measurement of one model (a hang is killed after this)
+KERAS_TIMEOUT_S = 900.0
+
+
+def default_threads() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def deployable(path: str | os.PathLike) -> Iterator[tuple[str, str | None]]:
+    """Yield ``(path_to_run, converted_from)``: a .tflite/.onnx as is, a .keras converted to a temporary float32
+    .tflite (in a child process, TensorFlow imported only there; removed afterwards)."""
+    path = check_model_path(path)
+    if not path.lower().endswith(".keras"):
+        yield path, None
+        return
+    with tempfile.TemporaryDirectory(prefix="edgecv-profile-") as tmp:
+        out = os.path.join(tmp, Path(path).stem + ".tflite")
+        run_child([sys.executable, "-m", "edgecv.profiling._keras2tflite", path, out], KERAS_TIMEOUT_S,
+                  what=f"converting {path} to TFLite")
+        yield out, "keras"
+
+
+def _static_result(path: str, sa: StaticAnalysis, mode: str, device: str) -> ProfileResult:
+    return ProfileResult(
+        model=path, format=sa.format, precision=sa.precision, mode=mode, device=device,
+        macs=sa.macs, params=sa.params, weights_bytes=sa.weights_bytes, file_bytes=sa.file_bytes,
+        peak_activation_bytes=sa.peak_activation_bytes, ops=list(sa.ops),
+    )
+
+
+def static_profile(path: str | os.PathLike, timeout_s: float = 300.0) -> ProfileResult:
+    """Counts from the graph only (no timing): MACs, params, bytes, peak activation memory, per-op stats.
+
+    ``mode`` is ``"static"``; ``latency_ms`` is None. The device predictor takes this as its input.
+    """
+    with deployable(path) as (run_path, converted_from):
+        sa = analyze(run_path, timeout_s=timeout_s)
+    res = _static_result(str(path), sa, mode="static", device="none")
+    if converted_from:
+        res.runtime = {"converted_from": converted_from}
+        res.file_bytes = os.path.getsize(path)
+    return res
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise EdgecvError(f"{name}: expected an integer >= {minimum}. Received: {name}={value!r}")
+    return value
+
+
+def _check_runtime(runtime: str | None, fmt: str) -> str:
+    wanted = "litert" if fmt == "tflite" else "onnxruntime"
+    if runtime is None:
+        return wanted
+    if runtime not in RUNTIMES:
+        from edgecv.errors import suggest
+
+        raise EdgecvError(f"runtime: expected one of {', '.join(RUNTIMES)}. Received: runtime={runtime!r}."
+                          + suggest(runtime, RUNTIMES))
+    if runtime != wanted:
+        raise EdgecvError(f"runtime: {runtime} cannot run a {fmt} model (use {wanted})")
+    return runtime
+
+
+def measure_host(path: str, runtime: str, threads: int, warmup_runs: int, runs: int, min_time_s: float,
+            cpus: str | None = None, seed: int = 0, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
+    """Run ``runner.py`` on ``path`` in a child process and return its JSON object."""
+    cmd = [sys.executable, str(RUNNER), path, "--runtime", runtime, "--threads", str(threads),
+           "--warmup-runs", str(warmup_runs), "--runs", str(runs), "--min-time-s", repr(float(min_time_s)),
+           "--seed", str(seed)]
+    if cpus:
+        cmd += ["--cpus", cpus]
+    out = run_child(cmd, timeout_s, what=f"running {path}")
+    lines = [ln for ln in out.splitlines() if ln.strip().startswith("{")]
+    if not lines:
+        raise EdgecvError(f"running {path}: the runner printed no result")
+    return json.loads(lines[-1])
+
+
+def profile(path: str | os.PathLike, runtime: str | None = None, threads: int | None = None, warmup_runs: int = 5,
+            runs: int = 50, min_time_s: float = 1.0, measure: bool = True, cpus: str | None = None,
+            seed: int = 0, timeout_s: float = DEFAULT_TIMEOUT_S) -> ProfileResult:
+    """Profile a .tflite, .onnx or .keras model on this host.
+
+    Static counts come from the graph; with ``measure`` the model is loaded and run in a child process:
+    one first inference, ``warmup_runs`` warm-up runs, then at least ``runs`` timed runs and until
+    ``min_time_s`` seconds have passed. ``threads`` defaults to the cores available. LiteRT runs with its
+    default XNNPACK delegate, ONNX Runtime with ``threads`` intra-op threads. Returns a ``ProfileResult``
+    with ``mode="measured"`` and ``device="host"`` (``mode="static"`` when ``measure`` is False).
+    """
+    threads = default_threads() if threads is None else _check_int("threads", threads, 1)
+    _check_int("warmup_runs", warmup_runs, 0)
+    _check_int("runs", runs, 1)
+    if not isinstance(min_time_s, (int, float)) or not min_time_s >= 0 or min_time_s == float("inf"):
+        raise EdgecvError(f"min_time_s: expected a number >= 0. Received: min_time_s={min_time_s!r}")
+    if runtime is not None and runtime not in RUNTIMES:
+        _check_runtime(runtime, "tflite")
+    with deployable(path) as (run_path, converted_from):
+        sa = analyze(run_path)
+        rt = _check_runtime(runtime, sa.format)
+        if not measure:
+            res = _static_result(str(path), sa, mode="static", device="none")
+            res.runtime = {"converted_from": converted_from} if converted_from else {}
+            return res
+        m = measure_host(run_path, rt, threads, warmup_runs, runs, min_time_s, cpus=cpus, seed=seed,
+                         timeout_s=timeout_s)
+    res = _static_result(str(path), sa, mode="measured", device="host")
+    if converted_from:
+        res.file_bytes = os.path.getsize(path)
+    res.latency_ms = LatencyStats(**m["latency_ms"])
+    res.init_ms = m["init_ms"]
+    res.first_inference_ms = m["first_inference_ms"]
+    res.peak_rss_bytes = m["peak_rss_bytes"]
+    res.rss_growth_bytes = m["rss_growth_bytes"]
+    res.runtime = dict(m["runtime"])
+    res.runtime["warmup_runs"] = m.get("warmup_runs", warmup_runs)
+    res.runtime["min_time_s"] = float(min_time_s)
+    if converted_from:
+        res.runtime["converted_from"] = converted_from
+    if m.get("cpus"):
+        res.runtime["cpus"] = m["cpus"]
+    res.env = m["env"]
+    return res
