@@ -1,0 +1,248 @@
+"""``edgecv profile``: static counts and a host measurement (or a device prediction, or a target run)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+
+import click
+
+from edgecv.cli.options import output_options, positive_int, print_json, stderr_console, stdout_console
+from edgecv.errors import EdgecvError
+
+SUMMARY_FIELDS = (
+    "model", "format", "precision", "mode", "device", "runtime", "threads", "latency_p50_ms", "latency_mean_ms",
+    "latency_std_ms", "latency_min_ms", "latency_p90_ms", "latency_p99_ms", "runs", "init_ms",
+    "first_inference_ms", "peak_rss_bytes", "rss_growth_bytes", "macs", "params", "weights_bytes", "file_bytes",
+    "peak_activation_bytes", "cpu_model",
+)
+OP_FIELDS = ("index", "type", "op_class", "dtype", "output_shape", "macs", "params", "weight_bytes",
+             "activation_bytes", "input_bytes", "name")
+
+
+def _non_negative_int(opt: str):
+    def check(ctx, param, value):
+        if value is not None and value < 0:
+            raise click.BadParameter(f"expected an integer >= 0. Received: {value!r}", param_hint=opt)
+        return value
+
+    return check
+
+
+def _non_negative_float(opt: str):
+    def check(ctx, param, value):
+        if value is not None and (not math.isfinite(value) or value < 0):
+            raise click.BadParameter(f"expected a number >= 0. Received: {value!r}", param_hint=opt)
+        return value
+
+    return check
+
+
+def _positive_float(opt: str):
+    def check(ctx, param, value):
+        if value is not None and (not math.isfinite(value) or value <= 0):
+            raise click.BadParameter(f"expected a number > 0. Received: {value!r}", param_hint=opt)
+        return value
+
+    return check
+
+
+def _lazy(module: str, attr: str, option: str):
+    """Import ``module.attr`` on demand; a one-line error if that part of edgecv is not installed yet."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == module or module.startswith(exc.name + ".")):
+            raise EdgecvError(f"{option} is not available in this edgecv install ({module} is missing)") from None
+        raise
+    except AttributeError:
+        raise EdgecvError(f"{option} is not available in this edgecv install ({module}.{attr} is missing)") from None
+
+
+@click.command()
+@click.argument("path", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--runtime", type=click.Choice(["litert", "onnxruntime"]),
+              help="Runtime (default: litert for .tflite/.keras, onnxruntime for .onnx).")
+@click.option("--threads", type=int, callback=positive_int("--threads"),
+              help="CPU threads (default: all available cores).")
+@click.option("--warmup-runs", type=int, default=5, show_default=True, callback=_non_negative_int("--warmup-runs"),
+              help="Untimed runs after the first inference.")
+@click.option("--runs", type=int, default=50, show_default=True, callback=positive_int("--runs"),
+              help="Minimum number of timed runs.")
+@click.option("--min-time-s", type=float, default=1.0, show_default=True,
+              callback=_non_negative_float("--min-time-s"), help="Keep running until this much time has passed.")
+@click.option("--cpus", help="Pin the measurement to these CPUs, e.g. 0-3 or 2,3.")
+@click.option("--static", "static_only", is_flag=True, help="Static counts only: no measurement.")
+@click.option("--ops", "show_ops", is_flag=True, help="Print the per-op table (with --csv: one row per op).")
+@click.option("--timeout-s", type=float, default=600.0, show_default=True, callback=_positive_float("--timeout-s"),
+              help="Kill the measurement after this long (a hung runtime).")
+@click.option("--device", help="Predict for a device profile (e.g. rpi4) instead of measuring on the host.")
+@click.option("--budget-ms", type=float, callback=_positive_float("--budget-ms"),
+              help="Latency budget: the prediction says whether the model meets it.")
+@click.option("--target", help="Measure on a target instead of the host, e.g. ssh://pi@raspberrypi.local.")
+@click.option("--compare-device", help="With --target: compare the measurement with this device's prediction.")
+@click.option("--save-anchor", type=click.Path(dir_okay=False), help="With --target: save the measurement as an anchor.")
+@click.option("--benchmark-binary", type=click.Path(), help="With --target: a benchmark_model binary to use.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print a CSV summary row (with --ops: the per-op rows).")
+@output_options
+def profile(path, runtime, threads, warmup_runs, runs, min_time_s, cpus, static_only, show_ops, timeout_s, device,
+            budget_ms, target, compare_device, save_anchor, benchmark_binary, as_csv, as_json, quiet):
+    """Profile a .tflite, .onnx or .keras model: MACs, parameters, activation memory, latency, memory.
+
+    Static counts are read from the graph; the model is then run on this host in a child process
+    (first inference, warm-up, timed runs). Profiling .tflite/.onnx never imports TensorFlow.
+
+    Example: edgecv profile mobilenet_v2.tflite --threads 4 --json
+    """
+    from edgecv.profiling._child import check_model_path
+
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv are exclusive")
+    if device and target:
+        raise click.UsageError("--device (predict) and --target (measure on a target) are exclusive")
+    for opt, val in (("--compare-device", compare_device), ("--save-anchor", save_anchor),
+                     ("--benchmark-binary", benchmark_binary)):
+        if val is not None and not target:
+            raise click.UsageError(f"{opt} needs --target. Received: {opt} {val!r}")
+    if budget_ms is not None and not device:
+        raise click.UsageError("--budget-ms needs --device")
+    if cpus is not None:
+        from edgecv.profiling.runner import parse_cpus
+
+        try:
+            parse_cpus(cpus)
+        except ValueError:
+            raise click.BadParameter(f"expected a list like 0-3 or 2,3. Received: {cpus!r}", param_hint="--cpus")
+    check_model_path(path)
+    from rich.markup import escape
+
+    say = (lambda msg: None) if (quiet or as_json or as_csv) else (lambda msg: stderr_console().print(msg))
+
+    if device:
+        predict_profile = _lazy("edgecv.devices.predict", "predict_profile", "--device")
+        from edgecv.profiling.api import static_profile
+
+        say(f"reading [bold]{escape(path)}[/bold] ...")
+        res = predict_profile(static_profile(path), device, threads, budget_ms)
+    elif target:
+        profile_target = _lazy("edgecv.targets", "profile_target", "--target")
+        say(f"profiling [bold]{escape(path)}[/bold] on {escape(target)} ...")
+        res = profile_target(path, target, threads, warmup_runs, runs, min_time_s, compare_device=compare_device,
+                             save_anchor=save_anchor, benchmark_binary=benchmark_binary)
+    else:
+        from edgecv.profiling.api import profile as run_profile
+
+        say(f"profiling [bold]{escape(path)}[/bold] on this host ..." if not static_only
+            else f"reading [bold]{escape(path)}[/bold] ...")
+        res = run_profile(path, runtime=runtime, threads=threads, warmup_runs=warmup_runs, runs=runs,
+                          min_time_s=min_time_s, measure=not static_only, cpus=cpus, timeout_s=timeout_s)
+    if as_json:
+        print_json(res.to_dict())
+    elif as_csv:
+        sys.stdout.write(ops_csv(res) if show_ops else summary_csv(res))
+    else:
+        render(res, show_ops)
+
+
+# ---- rendering (pure functions of a ProfileResult) ---------------------------------------------
+
+def summary_row(res) -> dict:
+    def lat(key):
+        v = res.latency_ms
+        if v is None:
+            return None
+        return v.get(key) if isinstance(v, dict) else getattr(v, key)
+
+    row = {
+        "model": res.model, "format": res.format, "precision": res.precision, "mode": res.mode, "device": res.device,
+        "runtime": res.runtime.get("name", ""), "threads": res.runtime.get("threads", ""),
+        "latency_p50_ms": lat("p50"), "latency_mean_ms": lat("mean"),
+        "latency_std_ms": lat("std"), "latency_min_ms": lat("min"),
+        "latency_p90_ms": lat("p90"), "latency_p99_ms": lat("p99"),
+        "runs": lat("runs"), "init_ms": res.init_ms, "first_inference_ms": res.first_inference_ms,
+        "peak_rss_bytes": res.peak_rss_bytes, "rss_growth_bytes": res.rss_growth_bytes, "macs": res.macs,
+        "params": res.params, "weights_bytes": res.weights_bytes, "file_bytes": res.file_bytes,
+        "peak_activation_bytes": res.peak_activation_bytes, "cpu_model": (res.env or {}).get("cpu_model", ""),
+    }
+    return {k: ("" if v is None else v) for k, v in row.items()}
+
+
+def summary_csv(res) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
+    w.writeheader()
+    w.writerow(summary_row(res))
+    return buf.getvalue()
+
+
+def ops_csv(res) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(OP_FIELDS)
+    for op in res.ops:
+        w.writerow([op.index, op.type, op.op_class, op.dtype, "x".join(map(str, op.output_shape)), op.macs, op.params,
+                    op.weight_bytes, op.activation_bytes, op.input_bytes, op.name])
+    return buf.getvalue()
+
+
+def _mib(n) -> str:
+    return "-" if n is None else f"{n / 2**20:,.2f} MiB"
+
+
+def render(res, show_ops: bool = False) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    con = stdout_console()
+    t = Table(show_header=False, box=None, title=f"[bold]{escape(res.model)}[/bold]", title_justify="left")
+    rt = res.runtime or {}
+    where = f"{res.mode} on {res.device}"
+    if rt.get("name"):
+        where += f" with {rt['name']} {rt.get('version', '')} ({rt.get('delegate', '')}, {rt.get('threads')} threads)"
+    t.add_row("model", f"{res.format} {res.precision}")
+    t.add_row("latency", where)
+    lat = res.latency_ms
+    if lat is not None:
+        g = (lambda k: lat[k]) if isinstance(lat, dict) else (lambda k: getattr(lat, k))
+        t.add_row("  median", f"[bold]{g('p50'):.2f} ms[/bold]  (mean {g('mean'):.2f} ± {g('std'):.2f}, "
+                              f"min {g('min'):.2f}, p90 {g('p90'):.2f}, p99 {g('p99'):.2f}; {g('runs')} runs)")
+    if res.init_ms is not None:
+        t.add_row("  init / first run", f"{res.init_ms:.1f} ms / {res.first_inference_ms or 0:.1f} ms")
+    if res.peak_rss_bytes is not None:
+        t.add_row("  peak RSS", f"{_mib(res.peak_rss_bytes)} (growth while loading and running "
+                                f"{_mib(res.rss_growth_bytes)})")
+    t.add_row("MACs", f"{res.macs / 1e6:,.1f} M")
+    t.add_row("parameters", f"{res.params:,}")
+    t.add_row("weights", f"{_mib(res.weights_bytes)} (file {_mib(res.file_bytes)})")
+    t.add_row("peak activations", f"{_mib(res.peak_activation_bytes)} ({res.peak_activation_bytes:,} B, by liveness)")
+    if res.prediction:
+        for k, v in res.prediction.items():
+            t.add_row(f"  {k}", str(v))
+    env = res.env or {}
+    if env:
+        isa = ", ".join(k for k, v in (env.get("isa") or {}).items() if v)
+        t.add_row("host", escape(f"{env.get('cpu_model', '?')}, {env.get('cores', '?')} cores ({isa}), "
+                                 f"{env.get('os', '')}, Python {env.get('python', '')}"))
+    con.print(t)
+    if res.ops:
+        by = {}
+        for op in res.ops:
+            c = by.setdefault(op.op_class, [0, 0, 0])
+            c[0] += 1
+            c[1] += op.macs
+            c[2] += op.params
+        s = Table("op class", "ops", "MACs (M)", "MACs %", "params", title="by op class", title_justify="left")
+        for cls, (n, macs, params) in sorted(by.items(), key=lambda kv: -kv[1][1]):
+            s.add_row(cls, str(n), f"{macs / 1e6:,.1f}", f"{100 * macs / max(res.macs, 1):.1f}", f"{params:,}")
+        con.print(s)
+    if show_ops and res.ops:
+        o = Table("#", "type", "class", "dtype", "output", "MACs", "params", "weights B", "activations B",
+                  title="ops in execution order", title_justify="left")
+        for op in res.ops:
+            o.add_row(str(op.index), op.type, op.op_class, op.dtype, "x".join(map(str, op.output_shape)),
+                      f"{op.macs:,}", f"{op.params:,}", f"{op.weight_bytes:,}", f"{op.activation_bytes:,}")
+        con.print(o)
