@@ -150,13 +150,13 @@ def config_for(family: str, *, alpha: float | None = None, variant: str | None =
         else:
             cfg = ModelConfig(family=fam.id, width=1.0 if width is None else width,
                               depth=1.0 if depth is None else depth,
-                              resolution=resolution or fam.default_resolution, **overrides)
+                              resolution=resolution if resolution is not None else fam.default_resolution, **overrides)
     else:
         if variant is not None or width is not None or depth is not None:
             raise EdgecvError(f"--variant/--width/--depth: {fam.cli} is scaled with --alpha. "
                               f"Received: variant={variant!r} width={width!r} depth={depth!r}")
         cfg = ModelConfig(family=fam.id, width=1.0 if alpha is None else alpha,
-                          resolution=resolution or fam.default_resolution, **overrides)
+                          resolution=resolution if resolution is not None else fam.default_resolution, **overrides)
     return cfg.validate()
 
 
