@@ -23,6 +23,9 @@ COMMANDS = {
     "quantize": "edgecv.cli.quantize:quantize",
     "profile": "edgecv.cli.profile:profile",
     "devices": "edgecv.cli.devices:devices",
+    "sweep": "edgecv.cli.sweep:sweep",
+    "recommend": "edgecv.cli.recommend:recommend",
+    "demo": "edgecv.cli.demo:demo",
 }
 
 
