@@ -296,6 +296,8 @@ def measure_over_ssh(model: Path, target: SshTarget, *, fmt: str, runtime: str |
     sess = SshSession(target, ssh_options, connect_timeout_s)
     info = probe(sess, fmt, timeout_s=max(60.0, 4 * connect_timeout_s))
     remote_dir = info["dir"]
+    if threads is None:  # as the host profiler: all the cores the run may use
+        threads = len(_cpu_list(cpus)) if cpus else int(info.get("cores") or 1)
     cleaned = False
     try:
         # scp keeps each file's base name: stage both under fixed names so no remote path needs quoting
@@ -329,6 +331,15 @@ def measure_over_ssh(model: Path, target: SshTarget, *, fmt: str, runtime: str |
                 sess.run(sess.ssh_argv(_sh(cleanup_script(remote_dir))), timeout_s=max(30.0, 2 * connect_timeout_s))
             except EdgecvError:
                 pass  # connection gone: nothing more can be done from here
+
+
+def _cpu_list(cpus: str) -> list[int]:
+    out: list[int] = []
+    for part in str(cpus).split(","):
+        lo, sep, hi = part.strip().partition("-")
+        if lo.isdigit() and (not sep or hi.isdigit()):
+            out += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
+    return out or [0]
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
