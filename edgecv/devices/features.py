@@ -30,6 +30,9 @@ DTYPE_BYTES = {
     "float16": (2, 2, 4),
     "int8": (1, 4, 1),
     "uint8": (1, 4, 1),
+    # fp16 storage and arithmetic (ncnn on fp16-capable cores): every tensor is 2 bytes. Used to
+    # compare with published ncnn figures; TFLite on CPU never runs this way.
+    "float16_storage": (2, 2, 2),
 }
 
 # Activations the TFLite converter fuses into the producing op (no op, no buffer).

@@ -120,6 +120,8 @@ class _Anchor:
     work: "object"
     g1: "object"
     grest: "object"
+    gmin: "object"
+    n: "object"
     mem: "object"
     slow: "object"
     n_ops: int
@@ -131,18 +133,26 @@ def _anchor_terms(dev: DeviceProfile, m: Measurement):
 
     from edgecv.devices.features import anchor_static
 
-    static = anchor_static(m.model, m.precision if m.precision != "float16" else "float32")
+    # fp16 arithmetic (ncnn) also stores activations and weights in fp16; TFLite float16 files run fp32
+    dtype = "float16_storage" if (m.arith == "float16" and m.precision != "int8") else m.precision
+    static = anchor_static(m.model, dtype)
     threads = min(m.threads, dev.cores)
     terms = op_terms(static.ops, dev, threads, fp16_arith=(m.arith == "float16"))
     arr = lambda attr, dt=float: np.array([getattr(t, attr) for t in terms], dtype=dt)  # noqa: E731
-    return _Anchor(m, arr("k", int), arr("work"), arr("g1"), arr("grest"), arr("mem_s"), arr("slowdown"),
-                   len(terms), m.latency_ms / 1e3)
+    return _Anchor(m, arr("k", int), arr("work"), arr("g1"), arr("grest"), arr("gmin"), arr("n"), arr("mem_s"),
+                   arr("slowdown"), len(terms), m.latency_ms / 1e3)
+
+
+def _rate(a: _Anchor, p: float):
+    import numpy as np
+
+    return np.minimum(a.g1 + p * a.grest, (1 + p * (a.n - 1)) * a.gmin)
 
 
 def _predict(a: _Anchor, x, tau: float, p: float) -> float:
     import numpy as np
 
-    compute = a.work * x[a.k] / (a.g1 + p * a.grest)
+    compute = a.work * x[a.k] / _rate(a, p)
     return float(np.sum(np.maximum(compute, a.mem) * a.slow) + a.n_ops * tau)
 
 
@@ -168,11 +178,12 @@ def fit_params(anchors: list[_Anchor], prior: Params, lam: float = LAMBDA, lam_p
             rows, rhs = [], []
             new_bound = []
             for a in anchors:
-                compute = a.work * x[a.k] / (a.g1 + p * a.grest)
+                rate = _rate(a, p)
+                compute = a.work * x[a.k] / rate
                 cb = compute >= a.mem  # compute-bound ops
                 new_bound.append(cb)
                 row = np.zeros(6)
-                coef = np.where(cb, a.work * a.slow / (a.g1 + p * a.grest), 0.0)
+                coef = np.where(cb, a.work * a.slow / rate, 0.0)
                 np.add.at(row, a.k, coef)
                 row[5] = a.n_ops
                 const = float(np.sum(np.where(cb, 0.0, a.mem * a.slow)))
@@ -209,7 +220,7 @@ def fit_params(anchors: list[_Anchor], prior: Params, lam: float = LAMBDA, lam_p
 def _similarity(a: DeviceProfile, b: DeviceProfile) -> float:
     w = 1.0
     w *= 3.0 if a.core_group == b.core_group else 1.0
-    w *= 2.0 if a.kind == b.kind else 1.0
+    w *= 3.0 if a.kind == b.kind else 1.0
     w *= 2.0 if runtime_family(a.runtime) == runtime_family(b.runtime) else 1.0
     return w
 

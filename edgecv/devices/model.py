@@ -3,8 +3,9 @@
 For a device with cores sorted fastest first (peaks ``P_d(core)`` in MAC/s for compute dtype ``d``) and
 ``n`` threads on the ``n`` fastest cores::
 
-    G_d(n)  = P_d(core_1) + p * sum_{i=2..n} P_d(core_i)          # p: thread_efficiency
-    F(n)    = f(core_1)   + p * sum_{i=2..n} f(core_i)            # clock, Hz
+    G_d(n)  = min(P_d(core_1) + p * sum_{i=2..n} P_d(core_i),    # p: thread_efficiency
+                  (1 + p*(n-1)) * min_{i<=n} P_d(core_i))       # work split evenly: slowest core paces
+    F(n)    = the same with clocks f(core_i) in Hz
     t(op)   = max(MACs / (e[class, d] * G_d(n)),  bytes / BW)  + tau     conv, pointwise, fc, depthwise
     t(op)   = max(bytes / (beta * F(n)),          bytes / BW)  + tau     elementwise, pooling, other
     latency = sum over ops of t(op)
@@ -68,13 +69,14 @@ def compute_dtype(op_dtype: str, fp16_arith: bool = False) -> str:
     d = (op_dtype or "float32").lower()
     if d in ("int8", "uint8", "qint8", "quint8"):
         return "int8"
-    if d == "float16" and fp16_arith:
+    if fp16_arith and d in ("float32", "float16", "float16_storage"):
         return "float16"
     return "float32"
 
 
-def thread_scale(dev: DeviceProfile, threads: int, p: float, dtype: str) -> tuple[float, float]:
-    """(first core, sum of the other used cores) of peak MAC/s for ``dtype`` (or Hz when dtype='hz')."""
+def thread_scale(dev: DeviceProfile, threads: int, dtype: str) -> tuple[float, float, float, int]:
+    """(first core, sum of the other used cores, slowest used core, threads) of peak MAC/s for ``dtype``
+    (or Hz when dtype='hz'); ``effective_rate`` combines them with the thread efficiency."""
     cores = dev.cores_by_speed()[:threads]
 
     def one(c):
@@ -84,17 +86,31 @@ def thread_scale(dev: DeviceProfile, threads: int, p: float, dtype: str) -> tupl
         return c.peak_gmacs(d) * 1e9
 
     vals = [one(c) for c in cores]
-    return vals[0], sum(vals[1:])
+    return vals[0], sum(vals[1:]), min(vals), len(vals)
+
+
+def effective_rate(g1: float, grest: float, gmin: float, n: int, p: float) -> float:
+    return min(g1 + p * grest, (1 + p * (n - 1)) * gmin)
+
+
+def default_threads(dev: DeviceProfile) -> int:
+    """Threads used when none are given: the cores with at least 40 % of the fastest core's fp32 peak
+    (all cores of a Raspberry Pi; the big and prime cores of a phone)."""
+    cores = dev.cores_by_speed()
+    top = cores[0].peak_gmacs("float32")
+    return sum(1 for c in cores if c.peak_gmacs("float32") >= 0.4 * top)
 
 
 @dataclass(frozen=True)
 class OpTerm:
-    """One op's contribution: time = max(work * x[k] / (g1 + p*grest), mem_s) * slowdown + overhead."""
+    """One op's contribution: time = max(work / (e[k] * G(n)), mem_s) * slowdown + overhead."""
 
     k: int  # parameter index (PARAM_NAMES)
     work: float  # MACs (conv/dw) or bytes (elementwise)
     g1: float
     grest: float
+    gmin: float
+    n: int
     mem_s: float
     slowdown: float = 1.0
 
@@ -102,7 +118,7 @@ class OpTerm:
 def op_terms(ops: list[OpStat], dev: DeviceProfile, threads: int, fp16_arith: bool = False,
              check_xnnpack: bool = True) -> list[OpTerm]:
     bw = dev.memory.bandwidth_gbs * 1e9
-    scales: dict[str, tuple[float, float]] = {}
+    scales: dict[str, tuple[float, float, float, int]] = {}
     out = []
     for op in ops:
         group = GROUP.get(op.op_class, "ew")
@@ -114,10 +130,10 @@ def op_terms(ops: list[OpStat], dev: DeviceProfile, threads: int, fp16_arith: bo
             k = (0 if group == "conv" else 1) + (2 if d == "int8" else 0)
             work, sd = float(op.macs), d
         if sd not in scales:
-            scales[sd] = thread_scale(dev, threads, 1.0, sd)
-        g1, grest = scales[sd]
+            scales[sd] = thread_scale(dev, threads, sd)
+        g1, grest, gmin, n = scales[sd]
         slow = FALLBACK_SLOWDOWN if (check_xnnpack and _tflite_name(op.type) and op.type not in XNNPACK_OPS) else 1.0
-        out.append(OpTerm(k, work, g1, grest, nbytes / bw, slow))
+        out.append(OpTerm(k, work, g1, grest, gmin, n, nbytes / bw, slow))
     return out
 
 
@@ -131,7 +147,7 @@ def latency_s(terms: list[OpTerm], params: Params) -> float:
     total = 0.0
     for t in terms:
         eff = x[t.k]
-        compute = t.work / (eff * (t.g1 + p * t.grest)) if t.work else 0.0
+        compute = t.work / (eff * effective_rate(t.g1, t.grest, t.gmin, t.n, p)) if t.work else 0.0
         total += max(compute, t.mem_s) * t.slowdown + params.overhead_s
     return total
 

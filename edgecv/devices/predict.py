@@ -1,0 +1,148 @@
+"""``predict_profile``: latency, memory and fit-to-device of a statically analysed model on a device profile.
+
+Called by ``edgecv profile MODEL --device rpi4``. Pure Python over the profile's stored coefficients: no
+TensorFlow, no numpy, no scipy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from edgecv.devices.model import (FALLBACK_SLOWDOWN, XNNPACK_OPS, Params, _tflite_name, compute_dtype,
+                                  default_threads, latency_s, op_terms)
+from edgecv.devices.profile import DeviceProfile, load_profile
+from edgecv.errors import EdgecvError
+from edgecv.records import LatencyStats, OpStat, ProfileResult
+
+MIB = 2**20
+
+
+def _check_threads(threads, dev: DeviceProfile, warnings: list[str]) -> int:
+    if threads is None:
+        return default_threads(dev)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise EdgecvError(f"--threads: expected an integer >= 1. Received: {threads!r}")
+    if threads > dev.cores:
+        warnings.append(f"--threads {threads} is more than the {dev.cores} cores of {dev.id}; "
+                        f"predicting with {dev.cores} threads")
+        return dev.cores
+    return threads
+
+
+def _check_budget(budget_ms) -> float | None:
+    if budget_ms is None:
+        return None
+    ok = isinstance(budget_ms, (int, float)) and not isinstance(budget_ms, bool) and math.isfinite(budget_ms)
+    if not ok or budget_ms <= 0:
+        raise EdgecvError(f"--budget-ms: expected a number of milliseconds > 0. Received: {budget_ms!r}")
+    return float(budget_ms)
+
+
+def _precision(static: ProfileResult) -> str:
+    p = (static.precision or "").lower()
+    if p:
+        return p
+    dts = {o.dtype for o in static.ops}
+    return dts.pop() if len(dts) == 1 else "mixed"
+
+
+def predict_ops_ms(ops: list[OpStat], dev: DeviceProfile, threads: int) -> tuple[float, list[float]]:
+    """Predicted total and per-op latency in ms (per-op includes the per-op overhead)."""
+    params = Params.from_coefficients(dev.prediction)
+    terms = op_terms(ops, dev, threads)
+    per_op = [latency_s([t], params) * 1e3 for t in terms]
+    return sum(per_op), per_op
+
+
+def predict_profile(static: ProfileResult, device: str | DeviceProfile, threads: int | None = None,
+                    budget_ms: float | None = None) -> ProfileResult:
+    """Predict ``static`` (the profiler's graph analysis: ops and totals) on ``device``.
+
+    Returns a copy with ``mode="predicted"``, ``device`` set, ``latency_ms`` (all statistics equal the
+    prediction; ``runs=0``) and ``prediction`` = {latency_ms, band_low_ms, band_high_ms, fps,
+    peak_memory_bytes, fits_ram, meets_budget, threads, warnings, ...}.
+    """
+    dev = device if isinstance(device, DeviceProfile) else load_profile(device)
+    warnings: list[str] = []
+    n = _check_threads(threads, dev, warnings)
+    budget = _check_budget(budget_ms)
+    ops = list(static.ops or [])
+    if not ops:
+        raise EdgecvError(f"{static.model}: the static analysis found no operators to price; "
+                          "cannot predict latency")
+    precision = _precision(static)
+    coeffs = dev.prediction
+
+    total_ms, per_op = predict_ops_ms(ops, dev, n)
+    band = coeffs.loo_mdape
+    low, high = total_ms / (1 + band), total_ms * (1 + band)
+
+    # --- warnings a user needs before deploying ---------------------------------------------------
+    dtypes = {(o.dtype or "").lower() for o in ops}
+    if "float16" in dtypes or precision == "float16":
+        warnings.append("float16 model: TFLite runs it as float32 on the CPU (fp16 weights are dequantized at "
+                        "load), so it is predicted at float32 speed with float32 weights in memory")
+    has_int8 = any(compute_dtype(d) == "int8" for d in dtypes)
+    if has_int8 and not dev.dotprod:
+        f32_ms, _ = predict_ops_ms([dataclasses.replace(o, dtype="float32") for o in ops], dev, n)
+        warnings.append(f"int8 without dot-product instructions (no asimddp on {dev.cores_by_speed()[0].core}): "
+                        f"int8 gains less, predicted {f32_ms / total_ms:.1f}x faster than float32 here "
+                        "(cores with sdot reach about 1.5x more int8 throughput)")
+    fallback = sorted({o.type for o in ops if _tflite_name(o.type) and o.type not in XNNPACK_OPS})
+    if fallback:
+        k = sum(1 for o in ops if o.type in fallback)
+        warnings.append(f"{k} op(s) of type {', '.join(fallback)} are not taken by the XNNPACK delegate and fall "
+                        f"back to TFLite's slower built-in kernels (priced {FALLBACK_SLOWDOWN:g}x slower); "
+                        "the graph is also split around them")
+    if coeffs.method == "prior":
+        warnings.append(f"{dev.id} has no published measurements to fit: coefficients are priors from its spec "
+                        f"and similar devices (band +/-{band:.0%})")
+    if coeffs.runtime and "xnnpack" not in coeffs.runtime.lower():
+        warnings.append(f"{dev.id}'s coefficients were fitted on {coeffs.runtime} measurements, not TFLite with "
+                        "XNNPACK; today's runtime may be faster")
+
+    # --- memory ---------------------------------------------------------------------------------
+    weights = int(static.weights_bytes or sum(o.weight_bytes for o in ops))
+    if "float16" in dtypes or precision == "float16":
+        weights *= 2  # dequantized to float32 at load
+    arena = int(static.peak_activation_bytes or max((o.input_bytes + o.activation_bytes for o in ops), default=0))
+    baseline = int(dev.memory.runtime_baseline_mib * MIB)
+    peak = arena + weights + baseline
+    fits = peak <= dev.usable_ram_bytes
+    if not fits:
+        warnings.append(f"does not fit in RAM: predicted peak memory {peak / MIB:,.0f} MiB > "
+                        f"{dev.usable_ram_bytes / MIB:,.0f} MiB usable on the smallest {dev.id} "
+                        f"({min(dev.memory.ram_gib):g} GiB, {dev.memory.os_reserved_mib:g} MiB kept by the OS)")
+    meets = None if budget is None else total_ms <= budget
+
+    lat = LatencyStats(mean=total_ms, std=0.0, min=total_ms, p50=total_ms, p90=total_ms, p99=total_ms, runs=0)
+    by_class: dict[str, float] = {}
+    for o, t in zip(ops, per_op):
+        by_class[o.op_class] = by_class.get(o.op_class, 0.0) + t
+    prediction = {
+        "latency_ms": round(total_ms, 4),
+        "band_low_ms": round(low, 4),
+        "band_high_ms": round(high, 4),
+        "band_fraction": band,
+        "fps": round(1000.0 / total_ms, 3),
+        "peak_memory_bytes": peak,
+        "arena_bytes": arena,
+        "weights_in_memory_bytes": weights,
+        "runtime_baseline_bytes": baseline,
+        "ram_bytes": dev.ram_bytes,
+        "usable_ram_bytes": dev.usable_ram_bytes,
+        "fits_ram": fits,
+        "budget_ms": budget,
+        "meets_budget": meets,
+        "threads": n,
+        "compute_dtype": "int8" if has_int8 else "float32",
+        "latency_by_class_ms": {k: round(v, 4) for k, v in sorted(by_class.items(), key=lambda kv: -kv[1])},
+        "coefficients_method": coeffs.method,
+        "coefficients_runtime": coeffs.runtime,
+        "warnings": warnings,
+    }
+    runtime = {"name": "predicted", "model": "edgecv.devices roofline v1", "threads": n,
+               "assumes": "TFLite + XNNPACK on the CPU"}
+    return dataclasses.replace(static, mode="predicted", device=dev.id, latency_ms=lat, runtime=runtime,
+                               prediction=prediction)
