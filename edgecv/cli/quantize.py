@@ -1,0 +1,117 @@
+"""``edgecv quantize``: a thin layer over :func:`edgecv.conversion.api.quantize`."""
+
+from __future__ import annotations
+
+import click
+
+from edgecv.cli.options import output_options, positive_int, print_json, stdout_console
+
+
+def _float_list(ctx, param, value):
+    if not value:
+        return ()
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not names:
+        raise click.BadParameter(f"expected NAME[,NAME...]. Received: {value!r}", param_hint="--float-layers")
+    return names
+
+
+def _fraction(ctx, param, value):
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise click.BadParameter(f"expected a fraction from 0 to 1. Received: {value!r}",
+                                 param_hint="--min-top1-agreement")
+    return value
+
+
+@click.command()
+@click.argument("model")
+@click.option("--precision", type=click.Choice(["int8", "float16", "dynamic", "float32"]), default="int8",
+              show_default=True, help="Weights/activations precision.")
+@click.option("--format", "fmt", type=click.Choice(["tflite", "onnx"]), default="tflite", show_default=True,
+              help="tflite (all precisions) or onnx (float32, int8 QDQ).")
+@click.option("--calib", help="Calibration data: a folder of JPEG/PNG images, a preprocessed .npy/.npz "
+                              "(N,H,W,C), or 'synthetic' (noise; poor scales). Required for int8.")
+@click.option("--samples", type=int, default=100, show_default=True, callback=positive_int("--samples"),
+              help="Calibration samples (seeded draw).")
+@click.option("--verify-samples", type=int, default=16, show_default=True,
+              callback=positive_int("--verify-samples"), help="Held-out samples for verification.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample draw.")
+@click.option("-o", "--output", default="edgecv_out", show_default=True,
+              help="Output folder, or a file path ending in .tflite/.onnx.")
+@click.option("--io", "io_type", type=click.Choice(["int8", "uint8", "float32"]),
+              help="int8 TFLite input/output type  [default: int8].")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (13 and up).")
+@click.option("--allow-float-fallback", is_flag=True, help="int8: keep ops without an int8 kernel in float.")
+@click.option("--float-layers", callback=_float_list, metavar="NAME,...",
+              help="int8 TFLite: keep these Keras layers in float (selective quantization).")
+@click.option("--debug-layers", is_flag=True, help="int8 TFLite: per-layer error report (worst layers).")
+@click.option("--no-verify", is_flag=True, help="Skip running the artifact against the Keras model.")
+@click.option("--min-sqnr", type=float, help="Gate: fail (exit 3) below this output SQNR in dB.")
+@click.option("--min-top1-agreement", type=float, callback=_fraction,
+              help="Gate: fail (exit 3) below this top-1 agreement with Keras (0..1).")
+@output_options
+def quantize(model, precision, fmt, calib, samples, verify_samples, seed, output, io_type, opset,
+             allow_float_fallback, float_layers, debug_layers, no_verify, min_sqnr, min_top1_agreement,
+             as_json, quiet):
+    """Convert MODEL to a quantized TFLite or ONNX file, verified against Keras.
+
+    MODEL is a .keras file or a registry name (see `edgecv models`). The artifact is written as
+    <output>/<model>_<precision>.<tflite|onnx> with a sidecar <artifact>.json.
+
+    Example: edgecv quantize mobilenet_v1_0.50_224 --precision int8 --calib photos/
+    """
+    from edgecv.conversion.api import quantize as run
+    from edgecv.conversion.progress import RichReporter
+    from edgecv.errors import GateFailed
+
+    reporter = RichReporter(show_progress=not quiet)
+    try:
+        res = run(model, precision, format=fmt, calib=calib, samples=samples, output=output, io=io_type,
+                  opset=opset, allow_float_fallback=allow_float_fallback, float_layers=float_layers,
+                  debug_layers=debug_layers, verify=not no_verify, verify_samples=verify_samples,
+                  min_sqnr_db=min_sqnr, min_top1_agreement=min_top1_agreement, seed=seed, reporter=reporter)
+    except GateFailed as exc:
+        res = getattr(exc, "result", None)
+        if res is not None:
+            print_json(res.to_dict()) if as_json else _summary(res)
+        raise
+    finally:
+        reporter.close()
+    if as_json:
+        print_json(res.to_dict())
+        return
+    _summary(res)
+
+
+def _summary(res) -> None:
+    from rich.table import Table
+
+    t = Table(show_header=False, box=None)
+    io = ", ".join(f"{x.dtype}" + (f" (scale {x.scale:.4g}, zero point {x.zero_point})" if x.scale else "")
+                   for x in res.inputs)
+    t.add_row("artifact", f"{res.path} ({res.file_bytes / 2**20:.2f} MiB)")
+    t.add_row("status", "[green]ok[/green]" if res.status == "ok" else "[red]FAILED (gate)[/red]")
+    t.add_row("input", io)
+    t.add_row("output", ", ".join(x.dtype for x in res.outputs))
+    if res.calibration:
+        c = res.calibration
+        t.add_row("calibration", f"{c.samples} samples from {c.source} (seed {c.seed})")
+    v = res.verification
+    if v:
+        top1 = "n/a" if v.top1_agreement is None else f"{v.top1_agreement:.3f}"
+        t.add_row("verification", f"SQNR {v.sqnr_db:.2f} dB, top-1 agreement {top1}, max abs error "
+                                  f"{v.max_abs_error:.3g} ({v.samples} samples, {v.runtime})")
+        for g in v.failed_gates:
+            t.add_row("", f"[red]{g}[/red]")
+    else:
+        t.add_row("verification", "skipped (--no-verify)")
+    if res.float_ops:
+        t.add_row("float ops", ", ".join(res.float_ops[:6]))
+    t.add_row("sidecar", res.sidecar)
+    console = stdout_console()
+    console.print(t)
+    if res.debug_layers:
+        d = Table("Keras layer", "op", "RMSE / scale", "max abs error", title="worst int8 layers")
+        for e in res.debug_layers:
+            d.add_row(e.layer, e.op, f"{e.rmse_over_scale:.3f}", f"{e.max_abs_error:.3g}")
+        console.print(d)

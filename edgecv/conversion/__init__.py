@@ -1,0 +1,31 @@
+"""Conversion: Keras -> TFLite (float32, float16, dynamic, int8) and ONNX (float32, int8 QDQ).
+
+Calibrated on real images, verified against the Keras model in the artifact's own runtime.
+``from edgecv.conversion import quantize`` imports nothing heavy; TensorFlow loads when a conversion runs.
+"""
+
+from __future__ import annotations
+
+_LAZY = {
+    "quantize": "edgecv.conversion.api",
+    "ConversionResult": "edgecv.conversion.api",
+    "Verification": "edgecv.conversion.api",
+    "FORMATS": "edgecv.conversion.api",
+    "PRECISIONS": "edgecv.conversion.api",
+    "load_calibration": "edgecv.conversion.calibration",
+    "sample_images": "edgecv.conversion.calibration",
+    "CalibrationSummary": "edgecv.conversion.calibration",
+    "sqnr_db": "edgecv.conversion.verify",
+    "run_artifact": "edgecv.conversion.verify",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edgecv.conversion' has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)

@@ -1,0 +1,518 @@
+"""``quantize()``: the Python API behind ``edgecv quantize``.
+
+One call converts one model to one precision and format, verifies the artifact in its own runtime
+against the Keras model, writes the artifact and its sidecar JSON atomically, and returns a
+:class:`ConversionResult`. A gate that is not met (``min_sqnr_db``, ``min_top1_agreement``) keeps the
+artifact, marks the sidecar ``"status": "failed"`` and raises :class:`edgecv.errors.GateFailed`
+(exit code 3) carrying the result as ``.result``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecv.builders.arch import Preprocessing
+from edgecv.conversion.calibration import CalibrationData, CalibrationSummary, load_calibration
+from edgecv.conversion.progress import Reporter, native_output_silenced
+from edgecv.conversion.verify import Metrics, TensorInfo, compare, float_ops, run_artifact, tflite_ops
+from edgecv.errors import EdgecvError, GateFailed, suggest
+from edgecv.fileio import atomic_path, ensure_output_dir, write_json_atomic
+
+PRECISIONS = ("int8", "float16", "dynamic", "float32")
+
+
+@dataclass(frozen=True)
+class Format:
+    """One export format: its file suffix, the precisions it supports and the runtime that verifies it."""
+
+    name: str
+    suffix: str
+    precisions: tuple[str, ...]
+    runtime: str
+
+
+FORMATS = {
+    "tflite": Format("tflite", ".tflite", ("int8", "float16", "dynamic", "float32"), "LiteRT"),
+    "onnx": Format("onnx", ".onnx", ("float32", "int8"), "ONNX Runtime"),
+}
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The artifact against the Keras model on held-out samples."""
+
+    sqnr_db: float
+    top1_agreement: float | None
+    max_abs_error: float
+    samples: int
+    data: str  # where the samples came from (held-out --calib samples, builtin photos, ...)
+    runtime: str  # "litert 2.3.0" | "onnxruntime 1.32.0"
+    passed: bool
+    failed_gates: tuple[str, ...] = ()
+    min_sqnr_db: float | None = None
+    min_top1_agreement: float | None = None
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    model: str  # model name (registry name or the Keras model's name)
+    source: str  # what MODEL was: a registry name or a .keras path
+    format: str  # tflite | onnx
+    precision: str  # int8 | float16 | dynamic | float32
+    path: str  # the artifact
+    sidecar: str  # <artifact>.json
+    status: str  # "ok" | "failed" (a verification gate was not met; the artifact is kept)
+    file_bytes: int
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    preprocessing: dict[str, Any]
+    calibration: CalibrationSummary | None  # None for precisions that need no calibration
+    verification: Verification | None  # None with verify=False
+    convert_seconds: float
+    total_seconds: float
+    float_ops: tuple[str, ...] = ()  # int8 TFLite ops left in float ("TYPE (layer)")
+    float_layers: tuple[str, ...] = ()
+    debug_layers: tuple[Any, ...] = ()  # tflite.LayerError, worst first
+    graph: dict[str, Any] = field(default_factory=dict)  # ONNX: opset and QDQ counts; TFLite: op counts
+    versions: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(dataclasses.asdict(self))
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.generic,)):
+        return obj.item()
+    return obj
+
+
+# --- the model ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LoadedModel:
+    keras_model: Any
+    name: str
+    source: str
+    preprocessing: Preprocessing
+    family: str | None
+
+
+_DEFAULT_PRE = Preprocessing(range=(-1.0, 1.0), mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5),
+                             in_model=False)
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def check_keras_file(path: Path) -> None:
+    """Cheap structural checks of a .keras file (before TensorFlow is imported)."""
+    if not path.exists():
+        raise EdgecvError(f"MODEL: no such file. Received: {str(path)!r}")
+    if path.is_dir():
+        raise EdgecvError(f"MODEL: is a folder, expected a .keras file. Received: {str(path)!r}")
+    if path.suffix.lower() != ".keras":
+        raise EdgecvError(f"MODEL: expected a .keras file (Keras 3 format) or a registry name. "
+                          f"Received: {str(path)!r}")
+    try:
+        if not zipfile.is_zipfile(path):
+            raise EdgecvError(f"MODEL: not a Keras model file (not a .keras zip archive): {str(path)!r}")
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            if "config.json" not in names:
+                raise EdgecvError(f"MODEL: not a Keras model file (no config.json in the archive): {str(path)!r}")
+            bad = zf.testzip()
+            if bad is not None:
+                raise EdgecvError(f"MODEL: corrupt .keras file ({bad!r} fails its checksum): {str(path)!r}")
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise EdgecvError(f"MODEL: cannot read {str(path)!r}: {exc}") from None
+
+
+_PROBE = r"""
+import json, os, sys
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+try:
+    import keras
+    m = keras.saving.load_model(sys.argv[1], safe_mode=True, compile=False)
+    ok = isinstance(m, keras.Model)
+    print(json.dumps({"ok": ok, "cls": type(m).__name__, "name": getattr(m, "name", "")}))
+except BaseException as exc:
+    print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:400]}))
+"""
+
+
+def probe_keras_file(path: Path, timeout_s: float = 300.0) -> None:
+    """Load ``path`` in a child process first: a file that crashes the loader cannot take edgecv down."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True,
+                              timeout=timeout_s, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise EdgecvError(f"MODEL: loading {str(path)!r} did not finish within {timeout_s:.0f} s") from None
+    if proc.returncode < 0:
+        raise EdgecvError(f"MODEL: the Keras loader crashed on {str(path)!r} (signal {-proc.returncode})")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise EdgecvError(f"MODEL: cannot load {str(path)!r} (loader exit code {proc.returncode})")
+    rep = json.loads(lines[-1])
+    if rep.get("error"):
+        raise EdgecvError(f"MODEL: cannot load {str(path)!r} as a Keras model: {rep['error']}")
+    if not rep.get("ok"):
+        raise EdgecvError(f"MODEL: {str(path)!r} holds a Keras {rep.get('cls')}, not a model")
+
+
+def load_model(model: Any, isolate: bool = True) -> LoadedModel:
+    """A registry name, a .keras path or a keras.Model -> the model, its name and its preprocessing."""
+    from edgecv.builders.registry import create_model, get_config
+
+    if hasattr(model, "layers") and hasattr(model, "input_shape"):
+        name = _SAFE_NAME.sub("_", str(model.name)) or "model"
+        pre, fam = _preprocessing_for(model, name)
+        return LoadedModel(model, name, f"keras.Model {model.name!r}", pre, fam)
+    text = os.fspath(model)
+    path = Path(text)
+    if path.suffix.lower() in (".keras", ".h5", ".hdf5", ".tflite", ".onnx") or os.sep in text or path.exists():
+        check_keras_file(path)
+        if isolate:
+            probe_keras_file(path)
+        import keras
+
+        try:
+            with native_output_silenced():
+                km = keras.saving.load_model(str(path), safe_mode=True, compile=False)
+        except Exception as exc:  # noqa: BLE001 - anything the loader raises is a bad file
+            raise EdgecvError(f"MODEL: cannot load {str(path)!r} as a Keras model: {type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:300]}") from None
+        if not isinstance(km, keras.Model):
+            raise EdgecvError(f"MODEL: {str(path)!r} holds a Keras {type(km).__name__}, not a model")
+        name = str(km.name)
+        if not name or re.fullmatch(r"(functional|sequential|model)(_\d+)?", name):
+            name = path.stem
+        name = _SAFE_NAME.sub("_", name)
+        pre, fam = _preprocessing_for(km, name)
+        return LoadedModel(km, name, str(path), pre, fam)
+    cfg = get_config(text)  # EdgecvError with suggestions for an unknown name
+    with native_output_silenced():
+        km = create_model(cfg)
+    return LoadedModel(km, cfg.name, text, cfg.spec.preprocessing, cfg.family)
+
+
+def _preprocessing_for(km: Any, name: str) -> tuple[Preprocessing, str | None]:
+    from edgecv.builders.registry import get_config
+
+    try:
+        cfg = get_config(name)
+        if tuple(cfg.input_shape) == tuple(km.input_shape[1:]):
+            return cfg.spec.preprocessing, cfg.family
+    except EdgecvError:
+        pass
+    kinds = [type(layer).__name__ for layer in km.layers[:4]]
+    if "Rescaling" in kinds or "Normalization" in kinds:
+        return Preprocessing(range=(0.0, 255.0), mean=(0.0,) * 3, std=(1.0,) * 3, in_model=True), None
+    return _DEFAULT_PRE, None
+
+
+def preprocessing_dict(pre: Preprocessing, input_shape: tuple) -> dict[str, Any]:
+    h, w, c = (list(input_shape) + [None, None, None])[:3]
+    return {"input_size": [h, w], "channels": c, "range": list(pre.range), "mean": list(pre.mean),
+            "std": list(pre.std), "in_model": pre.in_model,
+            "formula": "raw RGB pixels 0..255 (the model normalizes)" if pre.in_model
+            else "(pixels_0_255 - mean) / std"}
+
+
+# --- options ----------------------------------------------------------------------------------------
+
+def _check_options(precision: str, fmt: str, io: str | None, opset: int, samples: int, verify_samples: int,
+                   min_sqnr_db: float | None, min_top1: float | None, float_layers: tuple[str, ...],
+                   debug_layers: bool, allow_float_fallback: bool) -> str:
+    from edgecv.conversion.onnx_export import MAX_OPSET, MIN_OPSET
+    from edgecv.conversion.tflite import IO_TYPES
+
+    if fmt not in FORMATS:
+        raise EdgecvError(f"--format: expected one of {', '.join(FORMATS)}. Received: {fmt!r}{suggest(fmt, FORMATS)}")
+    if precision not in PRECISIONS:
+        raise EdgecvError(f"--precision: expected one of {', '.join(PRECISIONS)}. Received: {precision!r}"
+                          f"{suggest(precision, PRECISIONS)}")
+    spec = FORMATS[fmt]
+    if precision not in spec.precisions:
+        raise EdgecvError(f"--precision {precision} is not available with --format {fmt} "
+                          f"(supported: {', '.join(spec.precisions)})")
+    tfl_int8 = fmt == "tflite" and precision == "int8"
+    if io is not None and io not in IO_TYPES:
+        raise EdgecvError(f"--io: expected one of {', '.join(IO_TYPES)}. Received: {io!r}")
+    if io not in (None, "float32") and not tfl_int8:
+        raise EdgecvError(f"--io {io} applies to --precision int8 --format tflite only")
+    if fmt == "onnx" and (isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET):
+        raise EdgecvError(f"--opset: expected {MIN_OPSET}..{MAX_OPSET}. Received: {opset!r}")
+    for opt, v in (("--samples", samples), ("--verify-samples", verify_samples)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise EdgecvError(f"{opt}: expected an integer >= 1. Received: {v!r}")
+    if min_top1 is not None and not 0.0 <= min_top1 <= 1.0:
+        raise EdgecvError(f"--min-top1-agreement: expected a fraction 0..1. Received: {min_top1!r}")
+    if min_sqnr_db is not None and not np.isfinite(min_sqnr_db):
+        raise EdgecvError(f"--min-sqnr: expected a number of dB. Received: {min_sqnr_db!r}")
+    if (float_layers or debug_layers or allow_float_fallback) and not tfl_int8:
+        which = "--float-layers" if float_layers else "--debug-layers" if debug_layers else "--allow-float-fallback"
+        raise EdgecvError(f"{which} applies to --precision int8 --format tflite only")
+    return io or ("int8" if tfl_int8 else "float32")
+
+
+def resolve_output(output: str | os.PathLike, fmt: str) -> tuple[Path, str | None]:
+    """``-o``: a file path with the format's suffix, or a folder (created). Returns (folder, file name|None)."""
+    out = Path(output)
+    suffixes = {f.suffix for f in FORMATS.values()}
+    if out.suffix.lower() in suffixes:
+        if out.suffix.lower() != FORMATS[fmt].suffix:
+            raise EdgecvError(f"-o: a --format {fmt} artifact must end in {FORMATS[fmt].suffix}. "
+                              f"Received: {str(out)!r}")
+        if out.is_dir():
+            raise EdgecvError(f"-o: is a folder. Received: {str(out)!r}")
+        folder = ensure_output_dir(out.parent if str(out.parent) else Path("."), option="-o")
+        return folder, out.name
+    return ensure_output_dir(out, option="-o"), None
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import edgecv
+
+    out = {"edgecv": edgecv.__version__}
+    for dist in ("tensorflow-cpu", "tensorflow", "keras", "ai-edge-litert", "onnxruntime", "onnx", "tf2onnx",
+                 "numpy"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+# --- the pipeline -----------------------------------------------------------------------------------
+
+def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", calib: str | os.PathLike | None = None,
+             samples: int = 100, output: str | os.PathLike = "edgecv_out", io: str | None = None, opset: int = 17,
+             allow_float_fallback: bool = False, float_layers: tuple[str, ...] | list[str] = (),
+             debug_layers: bool = False, verify: bool = True, verify_samples: int = 16,
+             min_sqnr_db: float | None = None, min_top1_agreement: float | None = None, seed: int = 0,
+             reporter: Reporter | None = None, isolate_load: bool = True) -> ConversionResult:
+    """Convert ``model`` (registry name, .keras path or keras.Model) to ``precision`` in ``format``.
+
+    Writes ``<output>/<model>_<precision>.<tflite|onnx>`` (or the file ``output``) and ``<artifact>.json``.
+    int8 needs ``calib`` (a folder of images, a .npy/.npz array, or ``"synthetic"``).
+    """
+    t_start = time.perf_counter()
+    reporter = reporter or Reporter()
+    float_layers = tuple(float_layers)
+    io_type = _check_options(precision, format, io, opset, samples, verify_samples, min_sqnr_db,
+                             min_top1_agreement, float_layers, debug_layers, allow_float_fallback)
+    if precision == "int8" and calib is None:
+        raise EdgecvError("--calib: int8 needs calibration data: a folder of JPEG/PNG images, a preprocessed "
+                          ".npy/.npz array, or 'synthetic' (random noise, poor scales)")
+    folder, file_name = resolve_output(output, format)
+    from edgecv.conversion.calibration import precheck
+
+    precheck(calib)
+
+    with reporter.task("loading model"):
+        loaded = load_model(model, isolate=isolate_load)
+    km = loaded.keras_model
+    input_shape = tuple(km.input_shape[1:])
+    if float_layers:
+        names = [layer.name for layer in km.layers]
+        for fl in float_layers:
+            if fl not in names:
+                raise EdgecvError(f"--float-layers: no layer named {fl!r} in {loaded.name}.{suggest(fl, names)}")
+    final = folder / (file_name or f"{loaded.name}_{precision}{FORMATS[format].suffix}")
+
+    data: CalibrationData | None = None
+    data_note = ""
+    if precision == "int8" or verify:
+        cal_samples = samples if precision == "int8" else 1
+        spec = calib
+        if spec is None:
+            try:
+                import skimage  # noqa: F401
+            except ImportError:
+                spec = "synthetic-verify"
+        if spec == "synthetic-verify":
+            rng = np.random.default_rng(seed)
+            px = rng.uniform(0, 255, (verify_samples, *input_shape)).astype(np.float32)
+            x = loaded.preprocessing.apply(px)
+            data = CalibrationData(x[:0], x, CalibrationSummary("synthetic", "synthetic", 0, len(x), seed,
+                                                                  input_shape, "uniform noise pixels"))
+        else:
+            data = load_calibration(spec, input_shape=input_shape, preprocessing=loaded.preprocessing,
+                                    samples=cal_samples, holdout=verify_samples if verify else 0, seed=seed,
+                                    reporter=reporter)
+        s = data.summary
+        data_note = {"dir": "held-out images from --calib", "npy": "held-out rows of --calib",
+                     "npz": "held-out rows of --calib", "synthetic": "random noise pixels",
+                     "builtin": "scikit-image sample photos (crops/flips)"}.get(s.kind, s.kind)
+
+    t_conv = time.perf_counter()
+    graph: dict[str, Any] = {}
+    fops: list[str] = []
+    with reporter.task(f"converting to {format} {precision}" + (f" (calibrating on {len(data.calib)})"
+                                                                  if precision == "int8" else ""),
+                       total=len(data.calib) if precision == "int8" else None) as advance:
+        with native_output_silenced():
+            content = _convert(km, format, precision, data, io_type, allow_float_fallback, float_layers, opset,
+                               advance)
+    convert_s = time.perf_counter() - t_conv
+    if format == "tflite":
+        ops = tflite_ops(content)
+        counts: dict[str, int] = {}
+        for op in ops:
+            counts[op.type] = counts.get(op.type, 0) + 1
+        graph = {"ops": len(ops), "op_counts": counts}
+        if precision == "int8":
+            from edgecv.conversion.tflite import layers_in_name
+
+            names = [layer.name for layer in km.layers]
+            for op in float_ops(ops):
+                lays = layers_in_name(op.output_name, names)
+                if set(lays) & set(float_layers):
+                    continue
+                fops.append(f"{op.type} ({', '.join(lays) or op.output_name})")
+            if fops and not allow_float_fallback:
+                raise EdgecvError(
+                    f"int8: op {fops[0]} cannot be quantized to int8 (no int8 kernel)"
+                    + (f"; {len(fops) - 1} more" if len(fops) > 1 else "")
+                    + ". Use --allow-float-fallback to keep it in float, or --precision dynamic")
+            if fops:
+                reporter.warn(f"int8: {len(fops)} op(s) left in float: {', '.join(fops[:5])}")
+    else:
+        from edgecv.conversion.onnx_export import qdq_summary
+
+        graph = qdq_summary(content)
+
+    verification = None
+    status = "ok"
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(content)
+        _chmod_like_umask(tmp)
+        if verify:
+            assert data is not None
+            with reporter.task(f"verifying in {FORMATS[format].runtime} ({len(data.holdout)} samples)"):
+                run = run_artifact(tmp, data.holdout)
+                with native_output_silenced():
+                    ref = _keras_predict(km, data.holdout)
+            m = compare(ref, run.output)
+            verification = _gate(m, data_note, run.runtime, min_sqnr_db, min_top1_agreement)
+            status = "ok" if verification.passed else "failed"
+        else:
+            run = run_artifact(tmp, None)
+        _check_io(run.inputs, run.outputs, format, precision, io_type, final)
+
+    layer_report: tuple = ()
+    if debug_layers:
+        from edgecv.conversion.tflite import debug_layers as run_debugger
+        from edgecv.conversion.tflite import freeze
+
+        assert data is not None
+        with reporter.task("per-layer quantization error (TensorFlow QuantizationDebugger)"):
+            with native_output_silenced():
+                dbg_x = data.holdout if len(data.holdout) else data.calib[:8]
+                layer_report = run_debugger(freeze(km), data.calib, dbg_x, io_type,
+                                            [layer.name for layer in km.layers])
+
+    result = ConversionResult(
+        model=loaded.name, source=loaded.source, format=format, precision=precision, path=str(final),
+        sidecar=str(final) + ".json", status=status, file_bytes=final.stat().st_size,
+        inputs=run.inputs, outputs=run.outputs,
+        preprocessing=preprocessing_dict(loaded.preprocessing, input_shape),
+        calibration=data.summary if (precision == "int8" and data is not None) else None,
+        verification=verification, convert_seconds=round(convert_s, 3),
+        total_seconds=round(time.perf_counter() - t_start, 3), float_ops=tuple(fops), float_layers=float_layers,
+        debug_layers=layer_report, graph=graph, versions=versions(), warnings=tuple(reporter.warnings),
+    )
+    side = result.to_dict()
+    side["io"] = io_type
+    write_json_atomic(result.sidecar, side)
+    _chmod_like_umask(Path(result.sidecar))
+    if status != "ok":
+        assert verification is not None
+        err = GateFailed(f"verification gate failed for {final.name}: {'; '.join(verification.failed_gates)} "
+                         f"(artifact kept, marked failed in {Path(result.sidecar).name})")
+        err.result = result  # type: ignore[attr-defined]
+        raise err
+    return result
+
+
+def _convert(km, fmt, precision, data, io_type, allow_float, float_layers, opset, advance) -> bytes:
+    calib = data.calib if (precision == "int8" and data is not None) else None
+    if fmt == "tflite":
+        from edgecv.conversion import tflite
+
+        frozen = tflite.freeze(km)
+        try:
+            return tflite.convert(frozen, precision, calib, io_type, allow_float, float_layers,
+                                  [layer.name for layer in km.layers], advance)
+        except EdgecvError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - converter errors: one line naming what failed
+            raise EdgecvError(f"TFLite {precision} conversion failed: {_first_line(exc)}") from None
+    from edgecv.conversion import onnx_export
+
+    try:
+        f32 = onnx_export.export_float(km, opset)
+        return f32 if precision == "float32" else onnx_export.quantize_int8(f32, calib, advance)
+    except Exception as exc:  # noqa: BLE001
+        raise EdgecvError(f"ONNX {precision} conversion failed: {_first_line(exc)}") from None
+
+
+def _chmod_like_umask(path: Path) -> None:
+    """mkstemp files are 0600; give the artifact the permissions a plain open() would."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    for marker in ("error: ", "Error: "):
+        if marker in text:
+            text = text[text.index(marker) + len(marker):]
+            break
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def _keras_predict(km, x: np.ndarray, batch: int = 16) -> np.ndarray:
+    outs = [np.asarray(km(x[i:i + batch], training=False)) for i in range(0, len(x), batch)]
+    return np.concatenate(outs).astype(np.float32)
+
+
+def _gate(m: Metrics, data_note: str, runtime: str, min_sqnr_db: float | None,
+          min_top1: float | None) -> Verification:
+    failed = []
+    if min_sqnr_db is not None and m.sqnr_db < min_sqnr_db:
+        failed.append(f"SQNR {m.sqnr_db:.2f} dB < --min-sqnr {min_sqnr_db:g}")
+    if min_top1 is not None:
+        if m.top1_agreement is None:
+            failed.append("top-1 agreement is undefined for this output (not a class vector)")
+        elif m.top1_agreement < min_top1:
+            failed.append(f"top-1 agreement {m.top1_agreement:.3f} < --min-top1-agreement {min_top1:g}")
+    return Verification(sqnr_db=m.sqnr_db, top1_agreement=m.top1_agreement, max_abs_error=m.max_abs_error,
+                        samples=m.samples, data=data_note, runtime=runtime, passed=not failed,
+                        failed_gates=tuple(failed), min_sqnr_db=min_sqnr_db, min_top1_agreement=min_top1)
+
+
+def _check_io(inputs, outputs, fmt, precision, io_type, final: Path) -> None:
+    want = io_type if (fmt == "tflite" and precision == "int8") else "float32"
+    got = {t.dtype for t in (*inputs, *outputs)}
+    if got != {want}:
+        raise EdgecvError(f"{final.name}: expected {want} inputs and outputs, the converter produced "
+                          f"{sorted(got)}")

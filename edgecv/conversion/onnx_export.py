@@ -1,0 +1,79 @@
+"""Keras -> ONNX: float32 through tf2onnx, int8 as QDQ through ONNX Runtime's static quantization.
+
+float32: ``tf2onnx.convert.from_function`` on the traced model (input ``input``, NHWC, dynamic batch),
+opset 13 and up (default 17). int8: ``quant_pre_process`` (shape inference and graph optimization),
+then ``quantize_static`` with QDQ format, per-channel signed int8 weights and signed int8 activations
+(MinMax calibration on the same samples as TFLite). Inputs and outputs stay float32.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+MIN_OPSET = 13
+MAX_OPSET = 18  # the newest opset tf2onnx 1.17 emits
+
+
+def export_float(model, opset: int = 17) -> bytes:
+    """The float32 ONNX model (serialized) for a Keras model."""
+    import tensorflow as tf
+    import tf2onnx
+
+    @tf.function(autograph=False)
+    def serve(x):
+        return model(x, training=False)
+
+    spec = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name="input")]
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset)
+    return proto.SerializeToString()
+
+
+def quantize_int8(float_model: bytes, calib: np.ndarray, advance: Callable[[int], None] = lambda n=1: None) -> bytes:
+    """QDQ int8 (per-channel signed weights, signed activations) from a float32 ONNX model."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, name: str):
+            self.name, self.i = name, 0
+
+        def get_next(self):
+            if self.i >= len(calib):
+                return None
+            self.i += 1
+            advance(1)
+            return {self.name: calib[self.i - 1:self.i]}
+
+        def rewind(self):
+            self.i = 0
+
+    import onnx
+
+    proto = onnx.load_from_string(float_model)
+    name = proto.graph.input[0].name
+    with tempfile.TemporaryDirectory(prefix="edgecv-onnx-") as tmp:
+        src, pre, out = (Path(tmp) / f for f in ("float.onnx", "pre.onnx", "int8.onnx"))
+        src.write_bytes(float_model)
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(out), Reader(name), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+        return out.read_bytes()
+
+
+def qdq_summary(model_bytes: bytes) -> dict:
+    """Counts of QuantizeLinear/DequantizeLinear nodes and of int8 weight initializers."""
+    import onnx
+
+    proto = onnx.load_from_string(model_bytes)
+    ops = [n.op_type for n in proto.graph.node]
+    int8_inits = sum(1 for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) >= 1)
+    return {"opset": next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None),
+            "nodes": len(ops), "quantize_linear": ops.count("QuantizeLinear"),
+            "dequantize_linear": ops.count("DequantizeLinear"), "int8_weight_tensors": int8_inits}
+
