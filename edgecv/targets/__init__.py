@@ -185,10 +185,10 @@ def _profile_ssh_file(path, run_path: Path, fmt, tgt, threads, warmup_runs, runs
 
     if runtime is not None and (runtime == "onnxruntime") != (fmt == "onnx"):
         raise EdgecvError(f"runtime: {runtime} cannot run a {fmt} model")
-    sa = _static(str(run_path))
     m, info = measure_over_ssh(run_path, tgt, fmt=fmt, runtime=runtime, threads=threads, warmup_runs=warmup_runs,
                                runs=runs, min_time_s=min_time_s, cpus=cpus, ssh_options=ssh_options,
                                timeout_s=timeout_s, connect_timeout_s=connect_timeout_s)
+    sa = _static(str(run_path))  # after the run: a connection problem is reported without waiting for this
     res = _empty_result(str(path), fmt, tgt.uri, sa)
     if converted:
         res.file_bytes = os.path.getsize(path)

@@ -110,6 +110,8 @@ def _float(s: str) -> float:
 
 def _run_stats(text: str) -> RunStats | None:
     kv = {k: float(v) for k, v in _KV.findall(text)}
+    if "count" in kv and "avg" not in kv and kv["count"] == 1 and "curr" in kv:
+        kv["avg"] = kv["min"] = kv["max"] = kv["first"] = kv["curr"]  # one run: "count=1 curr=3512391"
     if "count" not in kv or "avg" not in kv:
         return None
     return RunStats(
