@@ -11,6 +11,7 @@ to the model's input size with bilinear filtering, then normalized: ``(pixels - 
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,30 +54,49 @@ class CalibrationData:
 
 # --- real photos for tests and the demo -----------------------------------------------------------
 
-def sample_images(n: int, size: int, seed: int = 0) -> np.ndarray:
-    """``n`` RGB images (float32 0..255, ``size`` x ``size``): seeded crops and flips of scikit-image's photos."""
+@functools.cache
+def _photos() -> tuple:
+    """scikit-image's sample photos as PIL images, the large ones shrunk to at most 640 px once."""
     try:
         from skimage import data
-        from skimage.transform import resize
     except ImportError as exc:  # pragma: no cover - scikit-image is a test/demo dependency
         raise EdgecvError("sample images need scikit-image (pip install scikit-image)") from exc
-    if n < 1 or size < 1:
+    from PIL import Image
+
+    out = []
+    for name in SAMPLE_PHOTOS:
+        im = Image.fromarray(np.asarray(getattr(data, name)())[..., :3].astype(np.uint8))
+        if max(im.size) > 640:
+            im.thumbnail((640, 640), Image.BILINEAR)
+        out.append(im)
+    return tuple(out)
+
+
+def sample_images(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """``n`` RGB images (float32 0..255, ``size`` x ``size``): seeded crops and flips of scikit-image's photos.
+
+    Each image is a random square crop (40-100 % of the short side) of one of the photos, flipped left-right
+    half of the time and upside down a fifth of the time, resized with bilinear (antialiased) filtering.
+    """
+    from PIL import Image
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or not isinstance(size, int) or size < 1:
         raise EdgecvError(f"sample_images: expected n >= 1 and size >= 1. Received: n={n!r} size={size!r}")
+    srcs = _photos()
     rng = np.random.default_rng(seed)
-    srcs = [np.asarray(getattr(data, name)(), dtype=np.float32)[..., :3] for name in SAMPLE_PHOTOS]
     out = np.empty((n, size, size, 3), np.float32)
     for i in range(n):
-        img = srcs[rng.integers(len(srcs))] if i >= len(srcs) else srcs[i]
-        h, w = img.shape[:2]
+        im = srcs[i] if i < len(srcs) else srcs[rng.integers(len(srcs))]
+        w, h = im.size
         side = int(min(h, w) * rng.uniform(0.4, 1.0))
-        y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
-        crop = img[y:y + side, x:x + side]
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        crop = im.crop((x, y, x + side, y + side))
         if rng.random() < 0.5:
-            crop = crop[:, ::-1]
+            crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
         if rng.random() < 0.2:
-            crop = crop[::-1]
-        out[i] = resize(crop, (size, size), order=1, preserve_range=True, anti_aliasing=True)
-    return np.clip(out, 0.0, 255.0)
+            crop = crop.transpose(Image.FLIP_TOP_BOTTOM)
+        out[i] = np.asarray(crop.resize((size, size), Image.BILINEAR), np.float32)
+    return out
 
 
 # --- the sources ------------------------------------------------------------------------------------
@@ -136,7 +156,7 @@ def load_calibration(spec: str | os.PathLike | None, *, input_shape: tuple[int |
             arr = _load_array(path, (h, w, c))
             found, skipped = len(arr), 0
             order = np.random.default_rng(seed).permutation(len(arr))[:want]
-            arr = arr[np.sort(order)] if len(arr) > want else arr[order]
+            arr = arr[np.sort(order)]  # a seeded subset, in file order
             kind, source = path.suffix.lower()[1:], str(path)
             desc = "preprocessed array (used as given)"
         else:
