@@ -1,0 +1,96 @@
+"""``edgecv sweep``: a thin layer over :func:`edgecv.sweep.api.run_sweep`."""
+
+from __future__ import annotations
+
+import click
+
+from edgecv.cli.options import output_options, positive_int, print_json, stderr_console
+
+
+@click.command()
+@click.option("--family", default="mobilenet", show_default=True,
+              help="mobilenet, mobilenet_v2, efficientnet or efficientnet_lite.")
+@click.option("--alpha", metavar="A,...", help="Width multipliers (MobileNets), e.g. 0.25,0.5,0.75,1.0.")
+@click.option("--variant", metavar="V,...", help="Named variants (EfficientNets), e.g. b0,b1 or lite0,lite1.")
+@click.option("--resolution", metavar="PX,...", help="Input sizes, e.g. 128,160,192,224 (default: the family's).")
+@click.option("--precision", default="float32,float16,int8", show_default=True, metavar="P,...",
+              help="float32, float16, int8, dynamic.")
+@click.option("--format", "fmt", default="tflite", show_default=True, metavar="F,...",
+              help="tflite and/or onnx (onnx: float32, int8).")
+@click.option("--device", metavar="ID,...", help="Device profiles to predict, e.g. rpi4,pixel4 (see `edgecv devices`).")
+@click.option("--calib", help="int8 calibration data: a folder of JPEG/PNG images, a .npy/.npz, or 'synthetic' "
+                              "[default: sample photos shipped with scikit-image].")
+@click.option("--samples", type=int, default=100, show_default=True, callback=positive_int("--samples"),
+              help="int8 calibration samples.")
+@click.option("--verify-samples", type=int, default=8, show_default=True, callback=positive_int("--verify-samples"),
+              help="Held-out samples to verify each artifact against Keras.")
+@click.option("--measure-host", is_flag=True, help="Also measure latency and memory on this machine "
+                                                   "(one model at a time, after the conversions).")
+@click.option("--threads", type=int, callback=positive_int("--threads"),
+              help="Threads of the device predictions and host measurements [default: all cores].")
+@click.option("-j", "--jobs", type=int, default=1, show_default=True, callback=positive_int("-j"),
+              help="Local worker processes.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local worker processes, or an existing Ray cluster (pip install 'edgecv[ray]').")
+@click.option("--address", help="Ray cluster address (with --executor ray), e.g. auto or ray://head:10001.")
+@click.option("-o", "--output-dir", default="edgecv_sweep", show_default=True, type=click.Path(),
+              help="Where results.csv, results.json, report.html and the artifacts go.")
+@click.option("--force", is_flag=True, help="Recompute every point, even those already cached.")
+@click.option("--yes", "-y", is_flag=True, help="Run a grid of more than 500 points.")
+@click.option("--no-report", is_flag=True, help="Do not write report.html.")
+@output_options
+def sweep(family, alpha, variant, resolution, precision, fmt, device, calib, samples, verify_samples, measure_host,
+          threads, jobs, executor, address, output_dir, force, yes, no_report, as_json, quiet):
+    """Build, convert, verify and profile a grid of models; write results.csv, results.json and report.html.
+
+    Each point (model x precision x format) is cached by a hash of its configuration and the tool versions:
+    re-running skips finished points, an interrupted sweep resumes where it stopped.
+
+    Example: edgecv sweep --family mobilenet --alpha 0.25,0.5,0.75,1.0 --resolution 128,160,192,224
+    --precision float32,float16,int8 --device rpi4,pixel4 -j 2
+    """
+    from edgecv.errors import EdgecvError
+    from edgecv.fileio import ensure_output_dir
+    from edgecv.sweep.api import SweepFailed, run_sweep
+    from edgecv.sweep.grid import build_spec, check_size
+
+    if address is not None and executor != "ray":
+        raise EdgecvError(f"--address applies to --executor ray only. Received: {address!r}")
+    spec = build_spec(family, alpha=alpha, resolution=resolution, variant=variant, precision=precision, fmt=fmt,
+                      device=device, calib=calib, samples=samples, verify_samples=verify_samples,
+                      measure_host=measure_host, host_threads=threads, threads=threads)
+    check_size(spec, yes)
+    if calib is not None and calib != "synthetic":
+        from edgecv.conversion.calibration import precheck
+
+        precheck(calib)
+    ensure_output_dir(output_dir, option="-o")
+    progress = None
+    con = stderr_console()
+    if not quiet and not as_json:
+        from edgecv.sweep.progress import RichProgress
+
+        progress = RichProgress(con)
+        con.print(f"sweep: {len(spec.models)} model(s) x {len(spec.points) // max(len(spec.models), 1)} "
+                  f"precision/format(s) = {len(spec.points)} points"
+                  + (f", predicted on {', '.join(spec.devices)}" if spec.devices else "")
+                  + (", measured on this host" if measure_host else "") + f" -> {output_dir}", highlight=False)
+    try:
+        res = run_sweep(spec, output_dir, executor=executor, jobs=jobs, address=address, force=force,
+                        progress=progress, report=not no_report)
+    except SweepFailed as exc:
+        res = getattr(exc, "result", None)
+        if res is not None and not as_json and not quiet:
+            for e in res.errors[:10]:
+                con.print(f"[red]failed:[/red] {e}", highlight=False, soft_wrap=True)
+        raise
+    if as_json:
+        print_json({k: v for k, v in res.__dict__.items() if k != "rows"} | {"rows": len(res.rows)})
+        return
+    if not quiet:
+        con.print(f"{res.points} points ({res.cached} cached, {res.computed} computed) in {res.seconds:.1f} s",
+                  highlight=False)
+    click.echo(f"results: {res.results_csv}")
+    click.echo(f"         {res.results_json}")
+    if res.report:
+        click.echo(f"report:  {res.report}")

@@ -1,0 +1,258 @@
+"""``report.html``: one self-contained page (plotly.js inlined, no network) with the sweep's results.
+
+Sections: a sortable results table; latency vs MACs per device (log-log); model size vs latency; and,
+for the standard variants, the *published* ImageNet top-1 of the reference architecture vs predicted
+latency with each device's Pareto front marked.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from edgecv.fileio import write_text_atomic
+
+MIB = 2**20
+PLOT_IDS = ("plot-latency-macs", "plot-size-latency", "plot-top1-latency")
+
+# (column in the rows, header, formatter)
+TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("model", "model", "text"),
+    ("precision", "precision", "text"),
+    ("format", "format", "text"),
+    ("device", "device", "text"),
+    ("mode", "mode", "text"),
+    ("macs", "MACs (M)", "mega"),
+    ("params", "params (M)", "mega"),
+    ("file_bytes", "file (MiB)", "mib"),
+    ("latency_ms.mean", "latency (ms)", "num"),
+    ("prediction.band_low_ms", "band low (ms)", "num"),
+    ("prediction.band_high_ms", "band high (ms)", "num"),
+    ("latency_ms.p90", "p90 (ms)", "num"),
+    ("peak_memory", "peak memory (MiB)", "mib"),
+    ("prediction.fits_ram", "fits RAM", "text"),
+    ("sqnr_db", "SQNR vs Keras (dB)", "num"),
+    ("top1_agreement", "top-1 agreement", "num"),
+    ("published_top1", "published top-1 (%)*", "num"),
+    ("status", "status", "text"),
+)
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def peak_memory(row: dict) -> float | None:
+    return _num(row.get("prediction.peak_memory_bytes")) or _num(row.get("peak_rss_bytes"))
+
+
+def _fmt(v: Any, kind: str) -> tuple[str, str]:
+    """(text, sort key) of a cell."""
+    if kind == "text" or v is None or v == "":
+        text = "" if v is None else str(v)
+        return text, text
+    f = _num(v)
+    if f is None:
+        return str(v), str(v)
+    if kind == "mega":
+        return f"{f / 1e6:,.2f}", repr(f)
+    if kind == "mib":
+        return f"{f / MIB:,.2f}", repr(f)
+    return (f"{f:,.3g}" if abs(f) < 100 else f"{f:,.1f}"), repr(f)
+
+
+def pareto_front(points: list[tuple[float, float, Any]]) -> list[tuple[float, float, Any]]:
+    """Points (latency, accuracy, tag) not dominated by a faster-or-equal and at-least-as-accurate point;
+    returned by increasing latency."""
+    best = -math.inf
+    front = []
+    for lat, acc, tag in sorted(points, key=lambda t: (t[0], -t[1])):
+        if acc > best:
+            front.append((lat, acc, tag))
+            best = acc
+    return front
+
+
+def _figures(rows: list[dict]) -> list[tuple[str, str, Any | None, str]]:
+    """(div id, title, plotly figure or None, note) for each plot."""
+    import plotly.graph_objects as go
+
+    ok = [r for r in rows if r.get("status") == "ok" and _num(r.get("latency_ms.mean"))]
+    devices = list(dict.fromkeys(r["device"] for r in ok))
+    symbols = {"float32": "circle", "float16": "diamond", "int8": "square", "dynamic": "triangle-up"}
+    layout = dict(template="plotly_white", height=480, margin=dict(l=60, r=20, t=50, b=60),
+                  legend=dict(title="device / precision"))
+
+    def hover(r: dict) -> str:
+        lat = _num(r["latency_ms.mean"])
+        return (f"{r['model']} {r['precision']} {r['format']}<br>{r['device']} ({r['mode']}): {lat:.2f} ms"
+                f"<br>{_num(r.get('macs')) / 1e6:.1f} M MACs, {(_num(r.get('file_bytes')) or 0) / MIB:.2f} MiB")
+
+    out = []
+    fig = go.Figure()
+    for dev in devices:
+        for prec in dict.fromkeys(r["precision"] for r in ok):
+            sel = [r for r in ok if r["device"] == dev and r["precision"] == prec and _num(r.get("macs"))]
+            if sel:
+                fig.add_trace(go.Scatter(x=[_num(r["macs"]) for r in sel], y=[_num(r["latency_ms.mean"]) for r in sel],
+                                         mode="markers", name=f"{dev} / {prec}", legendgroup=dev,
+                                         marker=dict(symbol=symbols.get(prec, "circle"), size=9),
+                                         text=[hover(r) for r in sel], hoverinfo="text"))
+    fig.update_xaxes(type="log", title="MACs (multiply-accumulates per inference)")
+    fig.update_yaxes(type="log", title="latency (ms): measured on host, predicted on devices")
+    fig.update_layout(title="Latency vs MACs per device (log-log)", **layout)
+    out.append((PLOT_IDS[0], "Latency vs MACs", fig if ok else None, ""))
+
+    fig = go.Figure()
+    for dev in devices:
+        sel = [r for r in ok if r["device"] == dev and _num(r.get("file_bytes"))]
+        if sel:
+            fig.add_trace(go.Scatter(x=[_num(r["latency_ms.mean"]) for r in sel],
+                                     y=[_num(r["file_bytes"]) / MIB for r in sel], mode="markers", name=dev,
+                                     marker=dict(symbol=[symbols.get(r["precision"], "circle") for r in sel], size=9),
+                                     text=[hover(r) for r in sel], hoverinfo="text"))
+    fig.update_xaxes(type="log", title="latency (ms)")
+    fig.update_yaxes(type="log", title="model file size (MiB)")
+    fig.update_layout(title="Model size vs latency (marker: precision)", **layout)
+    out.append((PLOT_IDS[1], "Model size vs latency", fig if ok else None, ""))
+
+    pub = [r for r in ok if r.get("mode") == "predicted" and _num(r.get("published_top1"))]
+    fig = go.Figure()
+    for dev in dict.fromkeys(r["device"] for r in pub):
+        sel = [r for r in pub if r["device"] == dev]
+        fig.add_trace(go.Scatter(x=[_num(r["latency_ms.mean"]) for r in sel], y=[_num(r["published_top1"]) for r in sel],
+                                 mode="markers", name=f"{dev}", legendgroup=dev,
+                                 marker=dict(symbol=[symbols.get(r["precision"], "circle") for r in sel], size=9),
+                                 text=[hover(r) + f"<br>published top-1 {r['published_top1']}% "
+                                       f"({html.escape(str(r.get('published_source', '')))})" for r in sel],
+                                 hoverinfo="text"))
+        front = pareto_front([(_num(r["latency_ms.mean"]), _num(r["published_top1"]), r) for r in sel])
+        fig.add_trace(go.Scatter(x=[f[0] for f in front], y=[f[1] for f in front], mode="lines+markers",
+                                 name=f"{dev} Pareto front", legendgroup=dev, line=dict(shape="hv", dash="dot"),
+                                 marker=dict(size=13, symbol="circle-open", line=dict(width=2)),
+                                 text=[f"Pareto: {f[2]['model']} {f[2]['precision']}" for f in front],
+                                 hoverinfo="text"))
+    fig.update_xaxes(type="log", title="predicted latency (ms)")
+    fig.update_yaxes(title="published ImageNet top-1 (%) of the reference architecture")
+    fig.update_layout(title="Published top-1 (paper figures of the reference architecture) vs predicted latency",
+                      **layout)
+    note = ("Accuracy here is the ImageNet top-1 <b>published</b> for the trained reference architecture "
+            "(models/paper_figures.csv: MobileNets Tables 6/7, MobileNetV2 slim README, EfficientNet Table 2). "
+            "It is not measured: the sweep's models have untrained weights and int8/float16 conversion "
+            "usually costs a little accuracy. Open circles joined by a dotted line: the Pareto front "
+            "(no other point is both faster and more accurate).")
+    if not pub:
+        note = ("No point of this sweep is a standard variant with a published ImageNet top-1 "
+                "(models/paper_figures.csv), or no device was predicted.")
+    out.append((PLOT_IDS[2], "Published top-1 vs predicted latency", fig if pub else None, note))
+    return out
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
+h1{font-size:1.5em} h2{font-size:1.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:13px} th,td{border:1px solid #ddd;padding:3px 7px;white-space:nowrap}
+th{background:#f3f3f3;cursor:pointer;user-select:none;position:sticky;top:0}
+th.asc::after{content:" \\25B2"} th.desc::after{content:" \\25BC"}
+td.n{text-align:right;font-variant-numeric:tabular-nums} tr.err td{color:#a00}
+.note{color:#555;max-width:70em;font-size:0.92em} .wrap{overflow-x:auto;max-height:70vh}
+"""
+
+_SORT_JS = """
+document.querySelectorAll('table.sortable').forEach(function (table) {
+  table.querySelectorAll('th').forEach(function (th, col) {
+    th.addEventListener('click', function () {
+      var asc = !th.classList.contains('asc');
+      table.querySelectorAll('th').forEach(function (h) { h.classList.remove('asc', 'desc'); });
+      th.classList.add(asc ? 'asc' : 'desc');
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      var numeric = th.dataset.type === 'num';
+      rows.sort(function (a, b) {
+        var x = a.cells[col].dataset.v, y = b.cells[col].dataset.v;
+        if (numeric) {
+          x = x === '' ? Infinity : parseFloat(x); y = y === '' ? Infinity : parseFloat(y);
+          return asc ? x - y : y - x;
+        }
+        return asc ? x.localeCompare(y) : y.localeCompare(x);
+      });
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+});
+"""
+
+
+def _table(rows: list[dict]) -> str:
+    head = "".join(f'<th data-type="{"text" if kind == "text" else "num"}">{html.escape(title)}</th>'
+                   for _, title, kind in TABLE_COLUMNS)
+    body = []
+    for r in rows:
+        cells = []
+        for col, _, kind in TABLE_COLUMNS:
+            v = peak_memory(r) if col == "peak_memory" else r.get(col)
+            text, key = _fmt(v, kind)
+            if kind != "text" and _num(v) is None:
+                key = ""
+            cls = ' class="n"' if kind != "text" else ""
+            cells.append(f'<td{cls} data-v="{html.escape(key)}">{html.escape(text)}</td>')
+        cls = ' class="err"' if r.get("status") != "ok" else ""
+        title = f' title="{html.escape(r.get("error", ""))}"' if r.get("error") else ""
+        body.append(f"<tr{cls}{title}>{''.join(cells)}</tr>")
+    return (f'<div class="wrap"><table class="sortable" id="results"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
+def render_report(rows: list[dict], title: str = "edgecv report", meta: dict | None = None) -> str:
+    """The report page as a string (self-contained: plotly.js is inlined once)."""
+    import plotly
+    from plotly.offline import get_plotlyjs
+
+    import edgecv
+
+    meta = meta or {}
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             f'<p class="note">edgecv {html.escape(edgecv.__version__)}, plotly {html.escape(plotly.__version__)}; '
+             f"{len(rows)} rows; written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+             "Host rows are measured on this machine; device rows are predicted from the device profile "
+             "(band = the predictor's leave-one-out error). Click a column header to sort.</p>"]
+    for div_id, heading, fig, note in _figures(rows):
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        if fig is None:
+            parts.append(f'<p class="note" id="{div_id}-empty">{note or "No data to plot."}</p>')
+            continue
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                                 config={"displaylogo": False, "responsive": True}))
+        if note:
+            parts.append(f'<p class="note">{note}</p>')
+    parts.append("<h2>Results</h2>")
+    parts.append('<p class="note">* published ImageNet top-1 of the trained reference architecture '
+                 "(paper figures), shown only for standard variants; not measured on these models.</p>")
+    parts.append(_table(rows))
+    if meta.get("spec"):
+        parts.append("<h2>Sweep</h2><pre>" + html.escape(json.dumps(meta.get("spec"), indent=1)) + "</pre>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
+            f'<script type="text/javascript">{get_plotlyjs()}</script></head><body>'
+            + "\n".join(parts) + f"<script>{_SORT_JS}</script></body></html>\n")
+
+
+def write_report(rows: list[dict], path: str | os.PathLike, title: str = "edgecv report",
+                 meta: dict | None = None) -> Path:
+    """Write ``report.html`` atomically and return its path."""
+    try:
+        import plotly  # noqa: F401
+    except ImportError:
+        from edgecv.errors import EdgecvError
+
+        raise EdgecvError("the HTML report needs plotly (pip install 'edgecv[report]')") from None
+    return write_text_atomic(path, render_report(rows, title=title, meta=meta))

@@ -1,0 +1,485 @@
+"""``run_sweep``: the Python API behind ``edgecv sweep``.
+
+Every point of the grid goes through the stages build -> convert + verify -> static profile
+(-> measure on the host) and is written as one JSON file, ``DIR/points/<point>-<key>.json``, atomically;
+``<key>`` hashes the point's configuration, the options that change its result and the tool versions.
+A re-run loads finished points instead of recomputing them (``force=True`` recomputes), so an
+interrupted sweep loses only the work in flight. Intermediate stage results (the built ``.keras``, a
+converted artifact with its conversion record) are kept too, so a resumed point restarts at the stage
+where it stopped. Device predictions are computed from the stored static profiles at the end (pure
+Python, milliseconds), so adding a device to a finished sweep converts nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgecv.errors import EdgecvError
+from edgecv.fileio import ensure_output_dir, write_json_atomic, write_text_atomic
+from edgecv.sweep.grid import SCHEMA, Point, SweepSpec, point_key
+
+RESULTS_SCHEMA = "edgecv.sweep.results/v1"
+POLL_S = 0.25
+
+
+class SweepFailed(EdgecvError):
+    """Some points failed (recorded in the results); exit code 1."""
+
+    exit_code = 1
+
+
+class Progress:
+    """Silent progress sink; the CLI passes a rich implementation."""
+
+    def start(self, stages: dict[str, int]) -> None:
+        pass
+
+    def advance(self, stage: str, n: int = 1) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class SweepResult:
+    output_dir: str
+    results_csv: str
+    results_json: str
+    points: int
+    cached: int
+    computed: int
+    failed: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    report: str | None = None
+
+
+def tool_versions() -> dict[str, str]:
+    from edgecv.conversion.api import versions
+
+    return versions()
+
+
+@dataclass
+class _Paths:
+    root: Path
+
+    @property
+    def points(self) -> Path:
+        return self.root / "points"
+
+    @property
+    def stages(self) -> Path:
+        return self.root / "work" / "stages"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "work" / "models"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts"
+
+    def point_file(self, p: Point, key: str) -> Path:
+        return self.points / f"{p.id}-{key[:16]}.json"
+
+    def stage_file(self, p: Point, key: str, stage: str) -> Path:
+        return self.stages / f"{p.id}-{key[:16]}.{stage}.json"
+
+    def artifact(self, p: Point) -> Path:
+        return self.artifacts / f"{p.model}_{p.precision}.{p.format}"
+
+    def keras(self, model: str, vkey: str) -> Path:
+        return self.models / f"{model}-{vkey[:12]}.keras"
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _clean_partials(*dirs: Path) -> None:
+    """Temporary files of writers killed mid-write (``.name.part*``: see ``edgecv.fileio.atomic_path``)."""
+    for d in dirs:
+        if d.is_dir():
+            for f in d.glob(".*.part*"):
+                try:
+                    f.unlink()
+                except OSError:
+                    pass
+
+
+def prepare_calibration(spec: SweepSpec, root: Path) -> str | None:
+    """The ``calib`` value for int8 points: the user's, or sample photos shipped with scikit-image written
+    once as PNG files to ``DIR/calib_photos`` (the converter reads a folder of images)."""
+    if spec.calib is not None or "int8" not in spec.precisions:
+        return spec.calib
+    folder = root / "calib_photos"
+    want = spec.samples + spec.verify_samples
+    existing = sorted(folder.glob("photo_*.png")) if folder.is_dir() else []
+    if len(existing) >= want:
+        return str(folder)
+    import numpy as np
+    from PIL import Image
+
+    from edgecv.conversion.calibration import sample_images
+    from edgecv.fileio import atomic_path
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = sample_images(want, 256, seed=0)
+    for i, img in enumerate(pixels):
+        with atomic_path(folder / f"photo_{i:04d}.png") as tmp:
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(tmp, format="PNG")
+    return str(folder)
+
+
+def _check_spec(spec: SweepSpec) -> None:
+    if not spec.points:
+        raise EdgecvError("the grid is empty")
+    if spec.calib is not None and spec.calib != "synthetic":
+        from edgecv.conversion.calibration import precheck
+
+        precheck(spec.calib)
+
+
+def run_sweep(spec: SweepSpec, output_dir: str | os.PathLike = "edgecv_sweep", *, executor: str = "local",
+              jobs: int = 1, address: str | None = None, force: bool = False, progress: Progress | None = None,
+              report: bool = True) -> SweepResult:
+    """Run (or resume) the sweep ``spec`` into ``output_dir``; returns the results and their files.
+
+    Raises :class:`SweepFailed` (after writing the results) if some points failed.
+    """
+    t0 = time.perf_counter()
+    progress = progress or Progress()
+    _check_spec(spec)
+    root = ensure_output_dir(output_dir, option="-o")
+    paths = _Paths(Path(root))
+    for d in (paths.points, paths.stages, paths.models, paths.artifacts):
+        d.mkdir(parents=True, exist_ok=True)
+    _clean_partials(paths.points, paths.stages, paths.models, paths.artifacts, root)
+    versions = tool_versions()
+    vkey = hashlib.sha256(json.dumps({"build": "bn-recalibrated/v1", "versions": versions},
+                                     sort_keys=True).encode()).hexdigest()
+
+    keys = {p: point_key(p, spec, versions) for p in spec.points}
+    done: dict[Point, dict] = {}
+    if not force:
+        for p, k in keys.items():
+            rec = _read_json(paths.point_file(p, k))
+            if rec is not None and rec.get("key") == k and rec.get("schema") == SCHEMA:
+                done[p] = rec
+    todo = [p for p in spec.points if p not in done]
+    todo_models = sorted({p.model for p in todo}, key=[m for m in spec.models].index)
+    n_measure = len(todo) if spec.measure_host else 0
+    pred_points = [p for p in spec.points if p.format == "tflite"]
+    stages = {"build": len(spec.models), "convert": len(spec.points), "profile": len(spec.points)}
+    if spec.measure_host:
+        stages["measure"] = len(spec.points)
+    if spec.devices:
+        stages["predict"] = len(pred_points) * len(spec.devices)
+    progress.start(stages)
+    progress.advance("build", len(spec.models) - len(todo_models))
+    progress.advance("convert", len(done))
+    progress.advance("profile", len(done))
+    if spec.measure_host:
+        progress.advance("measure", len(spec.points) - n_measure)
+    if done:
+        progress.message(f"{len(done)} of {len(spec.points)} points cached in {paths.points}")
+
+    errors: list[str] = []
+    computed = 0
+    if todo:
+        calib = prepare_calibration(spec, Path(root))
+        computed, errs = _run_points(spec, todo, keys, paths, vkey, calib, executor, jobs, address, force,
+                                     progress, done, versions)
+        errors += errs
+
+    # --- predictions and results ----------------------------------------------------------------
+    rows = []
+    for p in spec.points:
+        rec = done.get(p)
+        if rec is None:
+            continue
+        rows += point_rows(rec, spec.devices, spec.threads, on_predicted=lambda: progress.advance("predict"))
+    progress.close()
+    res_json = Path(root) / "results.json"
+    res_csv = Path(root) / "results.csv"
+    failed = sum(1 for p in spec.points if p not in done or done[p].get("status") != "ok")
+    for p in spec.points:
+        if p in done and done[p].get("status") != "ok":
+            errors.append(f"{p.id}: {done[p].get('error')}")
+    meta = {"schema": RESULTS_SCHEMA, "spec": _spec_dict(spec), "versions": versions,
+            "points": len(spec.points), "failed": failed,
+            "note": "published_top1: ImageNet top-1 published for the trained reference architecture "
+                    "(models/paper_figures.csv), not measured on these untrained models",
+            "rows": rows}
+    write_json_atomic(res_json, meta)
+    write_text_atomic(res_csv, rows_to_csv(rows))
+    result = SweepResult(output_dir=str(root), results_csv=str(res_csv), results_json=str(res_json),
+                         points=len(spec.points), cached=len(spec.points) - len(todo), computed=computed,
+                         failed=failed, rows=rows, errors=errors)
+    if report:
+        from edgecv.report.html import write_report
+
+        result.report = str(write_report(rows, Path(root) / "report.html", title=f"edgecv sweep: {spec.family}",
+                                         meta=meta))
+    result.seconds = round(time.perf_counter() - t0, 3)
+    if failed:
+        err = SweepFailed(f"{failed} of {len(spec.points)} point(s) failed (results written to {res_json}); "
+                          f"first: {errors[0] if errors else 'unknown'}")
+        err.result = result  # type: ignore[attr-defined]
+        raise err
+    return result
+
+
+def _spec_dict(spec: SweepSpec) -> dict:
+    d = asdict(spec)
+    d.pop("points", None)
+    return d
+
+
+def _run_points(spec, todo, keys, paths, vkey, calib, executor, jobs, address, force, progress, done,
+                versions) -> tuple[int, list[str]]:
+    """Drive the stage graph of the points still to do on the executor; fills ``done``."""
+    from edgecv.sweep.executors import make_executor
+    from edgecv.sweep.work import run_stage
+
+    errors: list[str] = []
+    computed = 0
+    state: dict[Point, dict] = {p: {} for p in todo}
+    by_model: dict[str, list[Point]] = {}
+    for p in todo:
+        by_model.setdefault(p.model, []).append(p)
+    built: dict[str, dict] = {}
+    pending: dict[Any, tuple[str, Any]] = {}  # handle -> (stage, point or model)
+    to_measure: list[Point] = []
+
+    def finish(p: Point, status: str, error: str | None = None) -> None:
+        nonlocal computed
+        st = state[p]
+        rec = {"schema": SCHEMA, "key": keys[p], "point": asdict(p), "status": status, "error": error,
+               "build": built.get(p.model), "conversion": st.get("convert"), "static": st.get("profile"),
+               "host": st.get("measure"), "versions": versions, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                          time.gmtime())}
+        write_json_atomic(paths.point_file(p, keys[p]), rec)
+        done[p] = rec
+        computed += 1
+
+    def fail(p: Point, stage: str, out: dict) -> None:
+        msg = f"{stage}: {out['error']}"
+        if out.get("kind") == "edgecv":  # deterministic (bad input, unsupported op): cached as an error
+            finish(p, "error", msg)
+        else:
+            errors.append(f"{p.id}: {msg}")
+        order = ["build", "convert", "profile"] + (["measure"] if spec.measure_host else [])
+        for later in order[order.index(stage) + 1:]:
+            progress.advance(later)
+
+    ex = make_executor(executor, jobs, address)
+    try:
+        def submit(stage: str, subject: Any, *args: Any) -> None:
+            pending[ex.submit(run_stage, stage, *args)] = (stage, subject)
+
+        def start_convert(p: Point) -> None:
+            # resume: a converted artifact with its record from an interrupted run
+            sf = paths.stage_file(p, keys[p], "convert")
+            rec = None if force else _read_json(sf)
+            if rec is not None and Path(rec.get("path", "")).is_file():
+                state[p]["convert"] = rec
+                progress.advance("convert")
+                start_profile(p)
+                return
+            submit("convert", p, built[p.model]["path"], p.precision, p.format, str(paths.artifact(p)), calib,
+                   spec.samples, spec.verify_samples)
+
+        def start_profile(p: Point) -> None:
+            sf = paths.stage_file(p, keys[p], "profile")
+            rec = None if force else _read_json(sf)
+            if rec is not None:
+                state[p]["profile"] = rec
+                progress.advance("profile")
+                after_profile(p)
+                return
+            submit("profile", p, state[p]["convert"]["path"])
+
+        def after_profile(p: Point) -> None:
+            if spec.measure_host:
+                to_measure.append(p)
+            else:
+                finish(p, "ok")
+
+        for model, pts in by_model.items():
+            kp = paths.keras(model, vkey)
+            if kp.is_file() and not force and (rec := _read_json(kp.with_suffix(".json"))) is not None:
+                built[model] = rec
+                progress.advance("build")
+                for p in pts:
+                    start_convert(p)
+            else:
+                submit("build", model, model, str(kp))
+
+        while pending:
+            finished = ex.wait(pending, POLL_S)
+            for h in finished:
+                stage, subject = pending.pop(h)
+                out = ex.result(h)
+                if stage == "build":
+                    progress.advance("build")
+                    model = subject
+                    if not out["ok"]:
+                        for p in by_model[model]:
+                            fail(p, "build", out)
+                        continue
+                    built[model] = out["value"]
+                    write_json_atomic(Path(out["value"]["path"]).with_suffix(".json"), out["value"])
+                    for p in by_model[model]:
+                        start_convert(p)
+                elif stage == "convert":
+                    progress.advance("convert")
+                    p = subject
+                    if not out["ok"]:
+                        fail(p, "convert", out)
+                        continue
+                    state[p]["convert"] = out["value"]
+                    write_json_atomic(paths.stage_file(p, keys[p], "convert"), out["value"])
+                    start_profile(p)
+                elif stage == "profile":
+                    progress.advance("profile")
+                    p = subject
+                    if not out["ok"]:
+                        fail(p, "profile", out)
+                        continue
+                    state[p]["profile"] = out["value"]
+                    write_json_atomic(paths.stage_file(p, keys[p], "profile"), out["value"])
+                    after_profile(p)
+    except BaseException:
+        ex.shutdown(cancel=True)
+        raise
+    ex.shutdown()
+
+    # Host measurements: one at a time, after the conversions, so they do not compete for the cores.
+    if to_measure:
+        from edgecv.sweep.work import run_stage as run_local
+
+        for p in to_measure:
+            out = run_local("measure", state[p]["convert"]["path"], spec.host_threads, spec.host_runs,
+                            spec.host_min_time_s)
+            progress.advance("measure")
+            if not out["ok"]:
+                fail(p, "measure", out)
+                continue
+            state[p]["measure"] = out["value"]
+            finish(p, "ok")
+    return computed, errors
+
+
+# --- rows ---------------------------------------------------------------------------------------
+
+def _profile_from_dict(d: dict):
+    from edgecv.records import LatencyStats, OpStat, ProfileResult
+
+    fields = {f.name for f in dataclasses.fields(ProfileResult)}
+    kw = {k: v for k, v in d.items() if k in fields}
+    kw["ops"] = [OpStat(**{**o, "output_shape": tuple(o["output_shape"])}) for o in d.get("ops", [])]
+    if kw.get("latency_ms"):
+        kw["latency_ms"] = LatencyStats(**kw["latency_ms"])
+    return ProfileResult(**kw)
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> dotted keys; lists of scalars -> "a; b"."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, (list, tuple)):
+            out[key] = "; ".join(str(x) for x in v) if all(not isinstance(x, (dict, list)) for x in v) else json.dumps(v)
+        else:
+            out[key] = v
+    return out
+
+
+def point_rows(rec: dict, devices: tuple[str, ...] | list[str], threads: int | None = None,
+               on_predicted=None) -> list[dict[str, Any]]:
+    """The result rows of one finished point: host (measured), each device (predicted), or static only."""
+    from edgecv.devices.predict import predict_profile
+    from edgecv.report.published import lookup
+
+    pt = rec["point"]
+    conv = rec.get("conversion") or {}
+    ver = conv.get("verification") or {}
+    build = rec.get("build") or {}
+    pub = lookup(pt["family"], pt["width"], pt["resolution"], pt.get("variant"))
+    base = {"point": f"{pt['model']}_{pt['precision']}_{pt['format']}", "family": pt["family"],
+            "model": pt["model"], "width": pt["width"], "resolution": pt["resolution"],
+            "variant": pt.get("variant") or "", "status": rec.get("status"), "error": rec.get("error") or "",
+            "artifact": conv.get("path", ""), "sqnr_db": ver.get("sqnr_db"),
+            "top1_agreement": ver.get("top1_agreement"), "max_abs_error": ver.get("max_abs_error"),
+            "convert_seconds": conv.get("convert_seconds"), "params_deployed_keras": build.get("params_deployed"),
+            "published_top1": pub.top1 if pub else None, "published_source": pub.source if pub else ""}
+    if rec.get("status") != "ok":
+        return [{**base, "format": pt["format"], "precision": pt["precision"], "device": "", "mode": "error"}]
+    static = rec["static"]
+    rows = []
+
+    def row(prof: dict) -> dict:
+        d = {k: v for k, v in prof.items() if k not in ("ops", "model")}
+        flat = flatten(d)
+        return {**base, **flat}
+
+    if rec.get("host"):
+        rows.append(row(rec["host"]))
+    if pt["format"] == "tflite":
+        sp = _profile_from_dict(static)
+        for dev in devices:
+            pred = predict_profile(sp, dev, threads=threads)
+            rows.append(row(pred.to_dict(with_ops=False)))
+            if on_predicted:
+                on_predicted()
+    if not rows:
+        rows.append(row(static))
+    return rows
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    cols: list[str] = []
+    for r in rows:
+        for k in r:
+            if k not in cols:
+                cols.append(k)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def load_results(path: str | os.PathLike) -> dict:
+    """A sweep's ``results.json`` (the file or its folder)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "results.json"
+    if not p.is_file():
+        raise EdgecvError(f"--from-sweep: no results.json in {str(path)!r}")
+    data = _read_json(p)
+    if not isinstance(data, dict) or data.get("schema") != RESULTS_SCHEMA:
+        raise EdgecvError(f"--from-sweep: {str(p)!r} is not an edgecv sweep results file")
+    return data

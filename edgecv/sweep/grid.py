@@ -1,0 +1,223 @@
+"""The sweep grid: comma-separated option lists parsed and validated, expanded into points.
+
+A *point* is one model configuration converted to one precision and format: the unit that is built,
+converted, verified and profiled, and cached. Devices are not part of a point: predictions for each
+``--device`` are computed from the point's static profile (cheap, pure Python), so adding a device to a
+finished sweep costs no conversion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from edgecv.errors import EdgecvError, suggest
+
+MAX_POINTS_WITHOUT_YES = 500
+PRECISIONS = ("float32", "float16", "int8", "dynamic")
+FORMATS = ("tflite", "onnx")
+# formats x precisions the converter supports (edgecv.conversion.api.FORMATS, kept import-free here)
+SUPPORTED = {"tflite": ("float32", "float16", "int8", "dynamic"), "onnx": ("float32", "int8")}
+SCHEMA = "edgecv.sweep.point/v1"
+
+
+def _items(opt: str, text: str | None) -> list[str]:
+    """``"a,b,c"`` -> ["a", "b", "c"]; empty items (``"0.5,,x"``, ``"0.5,"``) are an error naming the option."""
+    if text is None:
+        return []
+    if not text.strip():
+        raise EdgecvError(f"{opt}: empty list. Received: {text!r}")
+    items = [t.strip() for t in text.split(",")]
+    if any(not t for t in items):
+        raise EdgecvError(f"{opt}: empty item in the list (expected values separated by single commas). "
+                          f"Received: {text!r}")
+    return items
+
+
+def _dedup(values: list) -> list:
+    out: list = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def parse_floats(opt: str, text: str | None) -> list[float]:
+    out = []
+    for t in _items(opt, text):
+        try:
+            v = float(t)
+        except ValueError:
+            raise EdgecvError(f"{opt}: expected numbers separated by commas; {t!r} is not a number. "
+                              f"Received: {text!r}") from None
+        if not math.isfinite(v) or v <= 0:
+            raise EdgecvError(f"{opt}: expected numbers > 0; got {t!r}. Received: {text!r}")
+        out.append(v)
+    return _dedup(out)
+
+
+def parse_ints(opt: str, text: str | None) -> list[int]:
+    out = []
+    for t in _items(opt, text):
+        try:
+            v = int(t)
+        except ValueError:
+            raise EdgecvError(f"{opt}: expected integers separated by commas; {t!r} is not an integer. "
+                              f"Received: {text!r}") from None
+        if v < 1:
+            raise EdgecvError(f"{opt}: expected integers >= 1; got {t!r}. Received: {text!r}")
+        out.append(v)
+    return _dedup(out)
+
+
+def parse_choices(opt: str, text: str | None, choices: tuple[str, ...] | list[str]) -> list[str]:
+    out = []
+    for t in _items(opt, text):
+        if t not in choices:
+            raise EdgecvError(f"{opt}: unknown value {t!r}; expected one of {', '.join(choices)}."
+                              f"{suggest(t, choices)} Received: {text!r}")
+        out.append(t)
+    return _dedup(out)
+
+
+def parse_devices(text: str | None) -> list[str]:
+    """Device ids, each checked against ``device_profiles/`` (unknown: one line with close names)."""
+    from edgecv.devices.profile import device_ids, load_profile
+
+    names = _items("--device", text)
+    known = device_ids()
+    for d in names:
+        if d not in known:
+            hint = suggest(d, known) or f" Known devices: {', '.join(known)}."
+            raise EdgecvError(f"--device: unknown device {d!r}.{hint} Received: {text!r}")
+        load_profile(d)  # a broken profile file fails here, before any work
+    return _dedup(names)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One model configuration at one precision and format."""
+
+    family: str  # registry family id: mobilenet_v1, mobilenet_v2, efficientnet, efficientnet_lite
+    model: str  # registry name, e.g. mobilenet_v1_0.50_160
+    width: float  # alpha (MobileNets) or width coefficient (EfficientNets)
+    resolution: int
+    variant: str | None
+    precision: str
+    format: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}_{self.precision}_{self.format}"
+
+    def config(self):
+        from edgecv.builders.registry import get_config
+
+        return get_config(self.model)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """Everything that decides what a sweep computes (the CLI options, parsed)."""
+
+    family: str  # the CLI family name (mobilenet, mobilenet_v2, efficientnet, efficientnet_lite)
+    models: tuple[str, ...]  # registry names, in grid order
+    precisions: tuple[str, ...]
+    formats: tuple[str, ...] = ("tflite",)
+    devices: tuple[str, ...] = ()
+    calib: str | None = None  # None: scikit-image's sample photos
+    samples: int = 100  # int8 calibration samples
+    verify_samples: int = 8
+    measure_host: bool = False
+    host_threads: int | None = None
+    host_runs: int = 20
+    host_min_time_s: float = 0.5
+    threads: int | None = None  # threads of the device predictions (None: the device's default)
+    points: tuple[Point, ...] = field(default=(), compare=False)
+
+    def conversion_options(self) -> dict[str, Any]:
+        """The options that change a point's result (part of its cache key)."""
+        return {"calib": self.calib, "samples": self.samples, "verify_samples": self.verify_samples,
+                "measure_host": self.measure_host, "host_threads": self.host_threads,
+                "host_runs": self.host_runs, "host_min_time_s": self.host_min_time_s}
+
+
+def build_spec(family: str, *, alpha: str | None = None, resolution: str | None = None,
+               variant: str | None = None, precision: str | None = "float32,float16,int8",
+               fmt: str | None = "tflite", device: str | None = None, **options: Any) -> SweepSpec:
+    """Parse the CLI's comma-separated lists into a validated :class:`SweepSpec` (EdgecvError on bad input)."""
+    from edgecv.builders.arch import family_by_cli_name
+    from edgecv.builders.registry import config_for
+
+    fam = family_by_cli_name(family)
+    alphas = parse_floats("--alpha", alpha) if alpha is not None else []
+    resolutions = parse_ints("--resolution", resolution) if resolution is not None else []
+    variants = _items("--variant", variant) if variant is not None else []
+    precisions = parse_choices("--precision", precision, PRECISIONS)
+    formats = parse_choices("--format", fmt, FORMATS)
+    devices = parse_devices(device) if device is not None else []
+
+    if fam.has_named_variants:
+        if alphas:
+            raise EdgecvError(f"--alpha: {fam.cli} is scaled with --variant. Received: {alpha!r}")
+        variants = _dedup(variants) or [fam.published_variants[0]]
+        knobs = [dict(variant=v, resolution=r) for v in variants for r in (resolutions or [None])]
+    else:
+        if variants:
+            raise EdgecvError(f"--variant: {fam.cli} is scaled with --alpha. Received: {variant!r}")
+        knobs = [dict(alpha=a, resolution=r) for a in (alphas or [1.0]) for r in (resolutions or [None])]
+    configs = []
+    for k in knobs:
+        cfg = config_for(family, **k)  # validates (EdgecvError naming the option and value)
+        if cfg.name not in [c.name for c in configs]:
+            configs.append(cfg)
+
+    pairs = [(p, f) for p in precisions for f in formats if p in SUPPORTED[f]]
+    for p in precisions:
+        if not any(pp == p for pp, _ in pairs):
+            raise EdgecvError(f"--precision {p} is not available with --format {','.join(formats)} "
+                              f"(tflite: {', '.join(SUPPORTED['tflite'])}; onnx: {', '.join(SUPPORTED['onnx'])})")
+    points = tuple(Point(family=c.family, model=c.name, width=c.width, resolution=c.resolution, variant=c.variant,
+                         precision=p, format=f) for c in configs for p, f in pairs)
+    return SweepSpec(family=fam.cli, models=tuple(c.name for c in configs), precisions=tuple(precisions),
+                     formats=tuple(formats), devices=tuple(devices), points=points, **options)
+
+
+def check_size(spec: SweepSpec, yes: bool, limit: int = MAX_POINTS_WITHOUT_YES) -> None:
+    n = len(spec.points)
+    if n > limit and not yes:
+        raise EdgecvError(f"the grid has {n} points (models x precisions x formats), more than {limit}; "
+                          "pass --yes to run it anyway")
+
+
+def calib_identity(calib: str | None) -> str:
+    """What the calibration data is, for the cache key: 'builtin', 'synthetic', or a digest of the files."""
+    if calib is None:
+        return "builtin:skimage"
+    if calib == "synthetic":
+        return "synthetic"
+    from pathlib import Path
+
+    p = Path(calib)
+    h = hashlib.sha256()
+    files = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(p) if p.is_dir() else f.name}:{st.st_size}:{int(st.st_mtime)}\n".encode())
+    return f"{p.resolve()}#{h.hexdigest()[:16]}"
+
+
+def point_key(point: Point, spec: SweepSpec, versions: dict[str, str]) -> str:
+    """Hash of the point's configuration, the options that change its result, and the tool versions."""
+    opts = spec.conversion_options()
+    opts["calib"] = calib_identity(spec.calib)
+    if opts["host_threads"] is None and spec.measure_host:
+        from edgecv.profiling.api import default_threads
+
+        opts["host_threads"] = default_threads()
+    blob = json.dumps({"schema": SCHEMA, "point": asdict(point), "options": opts, "versions": versions},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
