@@ -27,6 +27,7 @@ import pytest
 from edgecv.errors import EdgecvError
 from edgecv.records import ProfileResult
 from edgecv.targets import profile_target
+from edgecv.targets.anchor import format_comparison
 
 HERE = Path(__file__).parent
 FAKE_ADB_DIR = HERE / "fake_adb"
@@ -245,6 +246,15 @@ def test_ssh_compare_device(sshd, mobilenet):
     assert p["device"] == "rpi4" and p["measured_ms"] == res.latency_ms.p50
     assert p["predicted_ms"] > 0
     assert p["error_pct"] == pytest.approx(100 * (p["predicted_ms"] - p["measured_ms"]) / p["measured_ms"])
+    # the prediction is the device engineer's predict_profile on the same static analysis, independently
+    from edgecv.devices.predict import predict_profile
+    from edgecv.profiling import static_profile
+
+    pred = predict_profile(static_profile(mobilenet), "rpi4", 1)
+    assert p["predicted_ms"] == pytest.approx(pred.latency_ms.p50)
+    assert p["band_low_ms"] <= p["predicted_ms"] <= p["band_high_ms"]
+    assert "within_band" in p
+    print("\n" + format_comparison(res))
 
 
 def _fails(match: str, sshd, mobilenet, **kw) -> str:
@@ -363,7 +373,12 @@ def fake_adb(tmp_path, monkeypatch):
     root = tmp_path / "phone"
     (root / "data" / "local" / "tmp").mkdir(parents=True)
     log = tmp_path / "adb_calls.jsonl"
-    monkeypatch.setenv("PATH", f"{FAKE_ADB_DIR}{os.pathsep}{os.environ['PATH']}")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    # run the fake with this interpreter (no dependence on which python3 is first on PATH)
+    (bindir / "adb").write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_ADB_DIR / "adb"}" "$@"\n')
+    (bindir / "adb").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_ADB_ROOT", str(root))
     monkeypatch.setenv("FAKE_ADB_LOG", str(log))
     monkeypatch.setenv("FAKE_ADB_DEVICES", "28151FDH2000C7:device")

@@ -219,8 +219,11 @@ def test_save_anchor_new_file_and_bad_header(tmp_path):
 
 
 def test_comparison_error_and_band():
-    predicted = {"latency_ms": {"p50": 50.0, "mean": 51.0}, "prediction": {"band": [40.0, 60.0]}}
+    predicted = {"latency_ms": {"p50": 50.0, "mean": 51.0},
+                 "prediction": {"band_low_ms": 40.0, "band_high_ms": 60.0, "fps": 20.0}}
     c = comparison(_measured("m.tflite", p50=40.0), predicted)
     assert c["measured_ms"] == 40.0 and c["predicted_ms"] == 50.0
     assert c["error_pct"] == pytest.approx(25.0)  # (50 - 40) / 40
-    assert c["within_band"] is True
+    assert c["within_band"] is True and c["fps"] == 20.0
+    c = comparison(_measured("m.tflite", p50=70.0), predicted)
+    assert c["within_band"] is False and c["error_pct"] == pytest.approx(100 * (50 - 70) / 70)

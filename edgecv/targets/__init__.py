@@ -165,8 +165,6 @@ def _static_for_prediction(res: ProfileResult) -> ProfileResult:
 
 def _profile_ssh(path, fmt, tgt, threads, warmup_runs, runs, min_time_s, cpus, runtime, ssh_options,
                  timeout_s, connect_timeout_s) -> ProfileResult:
-    from edgecv.targets.ssh import measure_over_ssh
-
     if fmt == "keras":
         from edgecv.profiling.api import deployable
     else:
@@ -224,10 +222,10 @@ def _profile_adb(path, fmt, tgt, benchmark_binary, threads, warmup_runs, runs, m
 
     if fmt != "tflite":
         raise EdgecvError(f"--target adb: benchmark_model runs .tflite files only. Received: {path!r}")
-    sa = _static(path)
     out, props, serial, _text = measure_over_adb(
         Path(path), tgt, benchmark_binary, threads=threads, warmup_runs=warmup_runs, runs=runs,
         min_time_s=min_time_s, cpus=cpus, device_dir=device_dir or DEVICE_DIR, timeout_s=timeout_s)
+    sa = _static(path)
     res = _empty_result(path, fmt, f"adb:{serial}", sa)
     lat = out.latency_ms()
     res.latency_ms = LatencyStats(**lat)

@@ -133,10 +133,10 @@ def comparison(result, predicted) -> dict[str, Any]:
         out["ratio_measured_to_predicted"] = meas / pred
     extra = getattr(predicted, "prediction", None) if not isinstance(predicted, dict) else predicted.get("prediction")
     if isinstance(extra, dict):
-        for k in ("band", "low_ms", "high_ms", "fits_ram", "meets_budget", "fps", "warnings"):
+        for k in ("band_low_ms", "band_high_ms", "band", "fits_ram", "meets_budget", "fps", "warnings"):
             if k in extra:
                 out[k] = extra[k]
-        lo, hi = extra.get("low_ms"), extra.get("high_ms")
+        lo, hi = extra.get("band_low_ms", extra.get("low_ms")), extra.get("band_high_ms", extra.get("high_ms"))
         band = extra.get("band")
         if (lo is None or hi is None) and isinstance(band, (list, tuple)) and len(band) == 2:
             lo, hi = band

@@ -177,8 +177,9 @@ class SshSession:
     def ssh_argv(self, remote_command: str) -> list[str]:
         return ["ssh", *self.options, "-T", "--", self.target.host, remote_command]
 
-    def scp_argv(self, files: list[Path], remote_dir: str) -> list[str]:
-        return ["scp", "-q", *self.options, "--", *[str(f) for f in files],
+    def scp_argv(self, files: list[Path], remote_dir: str, legacy: bool = False) -> list[str]:
+        # legacy: the old SCP protocol (-O), for targets without an SFTP server (dropbear, minimal images)
+        return ["scp", "-q", *(["-O"] if legacy else []), *self.options, "--", *[str(f) for f in files],
                 f"{self.target.scp_host()}:{remote_dir}/"]
 
     def run(self, argv: list[str], timeout_s: float, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -309,6 +310,8 @@ def measure_over_ssh(model: Path, target: SshTarget, *, fmt: str, runtime: str |
             _link_or_copy(model, staged_model)
             _link_or_copy(runner, staged_runner)
             res = sess.run(sess.scp_argv([staged_model, staged_runner], remote_dir), timeout_s)
+            if res.returncode != 0 and ("subsystem request failed" in res.stderr or "sftp" in res.stderr.lower()):
+                res = sess.run(sess.scp_argv([staged_model, staged_runner], remote_dir, legacy=True), timeout_s)
         if res.returncode != 0:
             if res.returncode == 255 or "lost connection" in res.stderr.lower():
                 raise EdgecvError(ssh_error_message(target, res.stderr))
