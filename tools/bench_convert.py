@@ -86,7 +86,7 @@ def _timed(fn, repeats: int = 1):
     return best, out
 
 
-def speed(models, samples: int, repeats: int) -> list[dict]:
+def speed(models, samples: int, repeats: int, combos) -> list[dict]:
     from edgecv.builders.registry import create_model, get_config
     from edgecv.conversion.api import quantize
     from edgecv.conversion.calibration import sample_images
@@ -100,7 +100,7 @@ def speed(models, samples: int, repeats: int) -> list[dict]:
         with tempfile.TemporaryDirectory() as tmp:
             npy = Path(tmp) / "calib.npy"
             np.save(npy, calib)
-            for fmt, precision in COMBOS:
+            for fmt, precision in combos:
                 with native_output_silenced():
                     direct_s, content = _timed(lambda: _direct_same_route(model, fmt, precision, calib), repeats)
                     keras_s = None
@@ -125,7 +125,7 @@ def speed(models, samples: int, repeats: int) -> list[dict]:
     return rows
 
 
-def quality(models, samples: int, verify_samples: int) -> list[dict]:
+def quality(models, samples: int, verify_samples: int, head: str, combos) -> list[dict]:
     from edgecv.builders.registry import create_model, get_config
     from edgecv.conversion.api import quantize
     from edgecv.conversion.calibration import sample_images
@@ -133,7 +133,7 @@ def quality(models, samples: int, verify_samples: int) -> list[dict]:
     rows = []
     for name in models:
         cfg = get_config(name)
-        model = create_model(cfg)
+        model = create_model(cfg, classifier_activation=None if head == "logits" else "softmax")
         pre = cfg.spec.preprocessing
         recalibrate_bn(model, pre.apply(sample_images(64, cfg.resolution, seed=100)))
         # Calibration and held-out verification photos: a different seed from the BN recalibration.
@@ -142,7 +142,7 @@ def quality(models, samples: int, verify_samples: int) -> list[dict]:
             npy = Path(tmp) / "calib.npy"
             np.save(npy, x)
             sizes = {}
-            for fmt, precision in COMBOS:
+            for fmt, precision in combos:
                 res = quantize(model, precision, format=fmt, calib=npy, samples=samples,
                                verify_samples=verify_samples, output=tmp)
                 v = res.verification
@@ -150,7 +150,9 @@ def quality(models, samples: int, verify_samples: int) -> list[dict]:
                 row = {"model": name, "format": fmt, "precision": precision, "sqnr_db": v.sqnr_db,
                        "top1_agreement": v.top1_agreement, "max_abs_error": v.max_abs_error,
                        "verify_samples": v.samples, "calibration_samples": samples, "file_bytes": res.file_bytes,
-                       "size_vs_float32": round(res.file_bytes / sizes[(fmt, "float32")], 4),
+                       "head": head,
+                       "size_vs_float32": round(res.file_bytes / sizes[(fmt, "float32")], 4)
+                       if (fmt, "float32") in sizes else None,
                        "inputs": [t.dtype for t in res.inputs], "outputs": [t.dtype for t in res.outputs]}
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr)
@@ -163,6 +165,9 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--samples", type=int, default=100, help="calibration samples")
     ap.add_argument("--verify-samples", type=int, default=50)
+    ap.add_argument("--head", choices=["softmax", "logits"], default="softmax",
+                    help="quality: the classifier output compared (logits: classifier_activation=None)")
+    ap.add_argument("--combos", default=",".join(f"{f}:{p}" for f, p in COMBOS), help="FORMAT:PRECISION,...")
     ap.add_argument("--repeats", type=int, default=1, help="speed: best of N")
     ap.add_argument("-o", "--output", default=None)
     args = ap.parse_args(argv)
@@ -171,8 +176,9 @@ def main(argv=None) -> int:
     from edgecv.conversion.api import versions
 
     t = time.perf_counter()
-    rows = (quality(models, args.samples, args.verify_samples) if args.quality
-            else speed(models, args.samples, args.repeats))
+    combos = [tuple(c.split(":")) for c in args.combos.split(",") if c]
+    rows = (quality(models, args.samples, args.verify_samples, args.head, combos) if args.quality
+            else speed(models, args.samples, args.repeats, combos))
     out = {"benchmark": "convert_quality" if args.quality else "convert_speed", "edgecv": edgecv.__version__,
            "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()},
            "versions": versions(), "wall_s": round(time.perf_counter() - t, 1), "rows": rows}
