@@ -105,7 +105,24 @@ class Sshd:
                 time.sleep(0.1)
         raise RuntimeError("sshd did not start listening")
 
+    def target_processes(self) -> list[int]:
+        """Processes running in the target's temp folders (runners this server's sessions started)."""
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if os.readlink(f"/proc/{entry}/cwd").startswith(str(self.remote_tmp)):
+                        pids.append(int(entry))
+                except OSError:
+                    continue
+        return pids
+
     def stop(self) -> None:
+        for pid in self.target_processes():  # a failed test must not leave a runner behind
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         self.proc.terminate()
         try:
             self.proc.wait(10)
