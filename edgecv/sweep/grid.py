@@ -147,8 +147,12 @@ class SweepSpec:
 
 def build_spec(family: str, *, alpha: str | None = None, resolution: str | None = None,
                variant: str | None = None, precision: str | None = "float32,float16,int8",
-               fmt: str | None = "tflite", device: str | None = None, **options: Any) -> SweepSpec:
-    """Parse the CLI's comma-separated lists into a validated :class:`SweepSpec` (EdgecvError on bad input)."""
+               fmt: str | None = "tflite", device: str | None = None,
+               combos: tuple[tuple[str, str], ...] | None = None, **options: Any) -> SweepSpec:
+    """Parse the CLI's comma-separated lists into a validated :class:`SweepSpec` (EdgecvError on bad input).
+
+    ``combos``: explicit (precision, format) pairs instead of every supported precision x format.
+    """
     from edgecv.builders.arch import family_by_cli_name
     from edgecv.builders.registry import config_for
 
@@ -176,6 +180,13 @@ def build_spec(family: str, *, alpha: str | None = None, resolution: str | None 
             configs.append(cfg)
 
     pairs = [(p, f) for p in precisions for f in formats if p in SUPPORTED[f]]
+    if combos is not None:
+        for p, f in combos:
+            if f not in SUPPORTED or p not in SUPPORTED[f]:
+                raise EdgecvError(f"precision {p!r} is not available with format {f!r}")
+        pairs = list(combos)
+        precisions = _dedup([p for p, _ in pairs])
+        formats = _dedup([f for _, f in pairs])
     for p in precisions:
         if not any(pp == p for pp, _ in pairs):
             raise EdgecvError(f"--precision {p} is not available with --format {','.join(formats)} "

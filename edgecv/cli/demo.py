@@ -1,0 +1,65 @@
+"""``edgecv demo``: the end-to-end loop on one model, offline, in a few minutes.
+
+Builds MobileNetV1 0.5 (224 px), converts it to int8 TFLite (calibrated on sample photos that ship with
+scikit-image) and float16 TFLite, exports float32 ONNX, verifies each against Keras, measures each on this
+host, predicts the TFLite files on a Raspberry Pi 4 and a Pixel 4, and writes report.html. It is a
+three-point sweep (``edgecv.sweep``), so running it again is instant.
+"""
+
+from __future__ import annotations
+
+import click
+
+from edgecv.cli.options import output_options, positive_int, print_json, stderr_console, stdout_console
+
+DEMO_MODEL = dict(family="mobilenet", alpha="0.5", resolution="224")
+DEMO_COMBOS = (("int8", "tflite"), ("float16", "tflite"), ("float32", "onnx"))
+DEMO_DEVICES = "rpi4,pixel4"
+
+
+@click.command()
+@click.option("-o", "--output-dir", default="edgecv_demo", show_default=True, type=click.Path(),
+              help="Where the artifacts, results and report.html go.")
+@click.option("--samples", type=int, default=100, show_default=True, callback=positive_int("--samples"),
+              help="int8 calibration samples (crops of scikit-image's photos).")
+@click.option("-j", "--jobs", type=int, default=2, show_default=True, callback=positive_int("-j"),
+              help="Worker processes for the conversions.")
+@click.option("--force", is_flag=True, help="Redo every step, even if a previous run finished it.")
+@output_options
+def demo(output_dir, samples, jobs, force, as_json, quiet):
+    """Build MobileNetV1 0.5, quantize it (int8, float16), export ONNX, profile, predict rpi4 and pixel4, report.
+
+    Offline; a few minutes on 2 cores. Example: edgecv demo
+    """
+    from edgecv.sweep.api import run_sweep
+    from edgecv.sweep.grid import build_spec
+
+    spec = build_spec(DEMO_MODEL["family"], alpha=DEMO_MODEL["alpha"], resolution=DEMO_MODEL["resolution"],
+                      combos=DEMO_COMBOS, device=DEMO_DEVICES, samples=samples, verify_samples=8,
+                      measure_host=True)
+    progress = None
+    con = stderr_console()
+    if not quiet and not as_json:
+        from edgecv.sweep.progress import RichProgress
+
+        con.print(f"demo: {spec.models[0]} -> int8 TFLite, float16 TFLite, float32 ONNX; measured on this host, "
+                  f"predicted on {', '.join(spec.devices)}", highlight=False)
+        progress = RichProgress(con)
+    res = run_sweep(spec, output_dir, jobs=jobs, force=force, progress=progress, report=True)
+    if as_json:
+        print_json({"report": res.report, "results_csv": res.results_csv, "results_json": res.results_json,
+                    "rows": res.rows})
+        return
+    from rich.table import Column, Table
+
+    t = Table(Column("artifact", no_wrap=True), "device", "latency (ms)", "MiB", "SQNR vs Keras (dB)",
+              title=f"{spec.models[0]}")
+    for r in res.rows:
+        lat = r.get("latency_ms.mean")
+        how = "measured" if r.get("mode") == "measured" else "predicted"
+        t.add_row(f"{r['precision']} {r['format']}", f"{r['device']} ({how})",
+                  "-" if lat is None else f"{lat:.2f}", f"{(r.get('file_bytes') or 0) / 2**20:.2f}",
+                  "-" if r.get("sqnr_db") is None else f"{r['sqnr_db']:.1f}")
+    if not quiet:
+        stdout_console().print(t)
+    click.echo(f"report: {res.report}")
