@@ -42,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         return run(args)
+    except BrokenPipeError:  # output piped into `head`: the files are already written
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except EdgecvError as exc:
         print(f"calibrate_devices: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
@@ -70,6 +75,13 @@ def run(args) -> int:
         refresh_cache(sorted({m.model for m in rows + spec_rows}))
     rep, fits = report(profiles, rows, spec_rows)
     rep["csv"] = str(args.csv)
+    # write first: the printing below may be cut short (a closed pipe)
+    out = Path(args.json_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, rep)
+    written = []
+    if args.write:
+        written = write_profiles(profiles, fits, Path(args.csv).name, set(args.device) if args.device else None)
     show = [d for d in rep["devices"] if not args.device or d in args.device]
     print(f"{'device':20s} {'method':6s} {'anchors':>7s} {'LOO MdAPE':>10s} {'LOO max':>8s} {'prior-only':>10s} "
           f"{'band':>6s}")
@@ -91,14 +103,9 @@ def run(args) -> int:
             tag = "" if 0.5 <= s["ratio"] <= 2.0 else "  outside factor 2"
             print(f"  {s['device']:20s} {s['model']:24s} {s['arith']:8s} {s['threads']:>2d} thr  "
                   f"{s['measured_ms']:8.1f} ms  predicted {s['predicted_ms']:8.1f} ms  x{s['ratio']:.2f}{tag}")
-    out = Path(args.json_out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out, rep)
     print(f"\nJSON report: {out}")
-    if args.write:
-        paths = write_profiles(profiles, fits, Path(args.csv).name, set(args.device) if args.device else None)
-        for p in paths:
-            print(f"updated {p}")
+    for p in written:
+        print(f"updated {p}")
     return 1 if failed else 0
 
 

@@ -168,6 +168,7 @@ def fit_params(anchors: list[_Anchor], prior: Params, lam: float = LAMBDA, lam_p
     from scipy.optimize import nnls
 
     x_prior = params_to_x(prior)
+    x_prior[:4] = np.maximum(x_prior[:4], 1.0)  # a prior above peak is clipped to the peak
     if not anchors:
         return prior
     best = None
@@ -198,8 +199,11 @@ def fit_params(anchors: list[_Anchor], prior: Params, lam: float = LAMBDA, lam_p
             r[5] = lam / max(prior.overhead_s, 1e-9)
             rows.append(r)
             rhs.append(lam)
-            sol, _ = nnls(np.array(rows), np.array(rhs))
-            x = np.maximum(sol[:5], 1e-3)
+            # efficiencies of the compute classes cannot exceed the peak: x_k = 1/e_k = 1 + y_k, y_k >= 0
+            A, b = np.array(rows), np.array(rhs)
+            b = b - A[:, :4].sum(axis=1)
+            sol, _ = nnls(A, b)
+            x = np.concatenate([1.0 + sol[:4], [max(sol[4], 1e-3)]])
             tau = float(sol[5])
             if bound is not None and all(np.array_equal(b0, b1) for b0, b1 in zip(bound, new_bound)):
                 break

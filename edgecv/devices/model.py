@@ -94,11 +94,12 @@ def effective_rate(g1: float, grest: float, gmin: float, n: int, p: float) -> fl
 
 
 def default_threads(dev: DeviceProfile) -> int:
-    """Threads used when none are given: the cores with at least 40 % of the fastest core's fp32 peak
-    (all cores of a Raspberry Pi; the big and prime cores of a phone)."""
-    cores = dev.cores_by_speed()
-    top = cores[0].peak_gmacs("float32")
-    return sum(1 for c in cores if c.peak_gmacs("float32") >= 0.4 * top)
+    """Threads used when none are given: the out-of-order (big and prime) cores, or all cores when every
+    core is an in-order one (all cores of a Raspberry Pi; the big cores of a phone)."""
+    from edgecv.devices.profile import is_little
+
+    big = sum(c.count for c in dev.clusters if not is_little(c))
+    return big or dev.cores
 
 
 @dataclass(frozen=True)

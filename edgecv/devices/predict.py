@@ -16,6 +16,7 @@ from edgecv.errors import EdgecvError
 from edgecv.records import LatencyStats, OpStat, ProfileResult
 
 MIB = 2**20
+SMALL_TENSOR_BYTES = 4096
 
 
 def _check_threads(threads, dev: DeviceProfile, warnings: list[str]) -> int:
@@ -89,9 +90,11 @@ def predict_profile(static: ProfileResult, device: str | DeviceProfile, threads:
         warnings.append(f"int8 without dot-product instructions (no asimddp on {dev.cores_by_speed()[0].core}): "
                         f"int8 gains less, predicted {f32_ms / total_ms:.1f}x faster than float32 here "
                         "(cores with sdot reach about 1.5x more int8 throughput)")
-    fallback = sorted({o.type for o in ops if _tflite_name(o.type) and o.type not in XNNPACK_OPS})
+    # shape bookkeeping (SHAPE, PACK on a few int32 values) is priced but not worth a warning
+    fallback = sorted({o.type for o in ops if _tflite_name(o.type) and o.type not in XNNPACK_OPS
+                       and o.input_bytes + o.activation_bytes >= SMALL_TENSOR_BYTES})
     if fallback:
-        k = sum(1 for o in ops if o.type in fallback)
+        k = sum(1 for o in ops if o.type in fallback and o.input_bytes + o.activation_bytes >= SMALL_TENSOR_BYTES)
         warnings.append(f"{k} op(s) of type {', '.join(fallback)} are not taken by the XNNPACK delegate and fall "
                         f"back to TFLite's slower built-in kernels (priced {FALLBACK_SLOWDOWN:g}x slower); "
                         "the graph is also split around them")
@@ -142,7 +145,26 @@ def predict_profile(static: ProfileResult, device: str | DeviceProfile, threads:
         "coefficients_runtime": coeffs.runtime,
         "warnings": warnings,
     }
-    runtime = {"name": "predicted", "model": "edgecv.devices roofline v1", "threads": n,
-               "assumes": "TFLite + XNNPACK on the CPU"}
+    runtime = {"name": "tflite", "version": "(predicted)", "delegate": "xnnpack", "threads": n,
+               "predictor": "edgecv.devices roofline v1"}
     return dataclasses.replace(static, mode="predicted", device=dev.id, latency_ms=lat, runtime=runtime,
                                prediction=prediction)
+
+
+def prediction_rows(pred: dict) -> list[tuple[str, str]]:
+    """Human-readable (label, text) rows of a ``ProfileResult.prediction`` for CLI tables."""
+    mib = lambda b: f"{b / MIB:,.1f} MiB"  # noqa: E731
+    rows = [("predicted latency", f"{pred['latency_ms']:.2f} ms (band {pred['band_low_ms']:.2f}-"
+                                  f"{pred['band_high_ms']:.2f} ms, +/-{pred['band_fraction']:.0%}), "
+                                  f"{pred['fps']:.1f} FPS, {pred['threads']} threads"),
+            ("predicted peak memory", f"{mib(pred['peak_memory_bytes'])} = arena {mib(pred['arena_bytes'])} + weights "
+                                      f"{mib(pred['weights_in_memory_bytes'])} + runtime "
+                                      f"{mib(pred['runtime_baseline_bytes'])}"),
+            ("fits RAM", f"{'yes' if pred['fits_ram'] else 'NO'} ({mib(pred['usable_ram_bytes'])} usable of "
+                         f"{mib(pred['ram_bytes'])})")]
+    if pred.get("budget_ms") is not None:
+        rows.append(("budget", f"{pred['budget_ms']:g} ms: {'met' if pred['meets_budget'] else 'NOT met'}"))
+    rows.append(("coefficients", f"{pred['coefficients_method']} ({pred['coefficients_runtime']})"))
+    for w in pred.get("warnings", []):
+        rows.append(("warning", w))
+    return rows

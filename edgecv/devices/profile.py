@@ -34,6 +34,11 @@ FEATURES = ("neon", "asimddp", "asimdhp", "i8mm", "avx2", "fma", "avx512f", "avx
 LITTLE_CORES = ("cortex-a7", "cortex-a53", "cortex-a55", "cortex-a510")
 
 
+def is_little(cluster: "Cluster") -> bool:
+    """In-order core (Cortex-A7/A53/A55/A510), named alone or in brackets: ``kryo-385-silver (cortex-a55)``."""
+    return any(re.search(rf"(?<![\w-]){c}(?![\w])", cluster.core.lower()) for c in LITTLE_CORES)
+
+
 class ProfileError(EdgecvError):
     """A malformed device profile: names the file and the field."""
 
@@ -151,7 +156,7 @@ class DeviceProfile:
 
     @property
     def core_group(self) -> str:
-        return "little" if self.cores_by_speed()[0].core.lower() in LITTLE_CORES else "big"
+        return "little" if is_little(self.cores_by_speed()[0]) else "big"
 
     @property
     def ram_bytes(self) -> int:
