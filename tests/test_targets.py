@@ -257,8 +257,9 @@ def test_ssh_cli_json_and_anchor(sshd, mobilenet, tmp_path):
 
 def test_ssh_compare_device(sshd, mobilenet):
     pytest.importorskip("edgecv.devices.predict")
-    res = profile_target(mobilenet, sshd.uri, threads=1, runs=5, warmup_runs=1, min_time_s=0,
+    res = profile_target(mobilenet, sshd.uri, cpus="0", runs=5, warmup_runs=1, min_time_s=0,
                          compare_device="rpi4", **_ssh(sshd))
+    assert res.runtime["cpus"] == [0] and res.runtime["threads"] == 1  # pinned; threads follow the CPU list
     p = res.prediction
     assert p["device"] == "rpi4" and p["measured_ms"] == res.latency_ms.p50
     assert p["predicted_ms"] > 0
@@ -338,6 +339,18 @@ def test_ssh_runner_error_cleans_up(sshd, tmp_path):
     bad.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 64)  # TFLite magic, no valid graph
     msg = _fails("the runner failed", sshd, bad, **_ssh(sshd))
     assert "cannot load the model" in msg
+
+
+def test_ssh_timeout_stops_the_runner_and_cleans_up(sshd, mobilenet):
+    """No answer in time: the local ssh is killed, then edgecv stops the runner and removes the folder."""
+    with pytest.raises(EdgecvError, match="no answer within 4 s"):
+        profile_target(mobilenet, sshd.uri, threads=1, runs=100_000, warmup_runs=0, min_time_s=120, timeout_s=4,
+                       **_ssh(sshd))
+    deadline = time.monotonic() + 10
+    while sshd.target_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sshd.target_processes() == []
+    assert sshd.leftovers() == []
 
 
 def test_ssh_runner_killed_mid_run(sshd, mobilenet):
