@@ -23,6 +23,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,7 +213,10 @@ def probe(sess: SshSession, fmt: str, timeout_s: float = 60) -> dict:
     if line is None:
         raise EdgecvError(f"{t.uri}: cannot run {t.python!r} on the target: "
                           f"{_last_line(res.stderr) or _last_line(out) or f'exit code {res.returncode}'}")
-    info = json.loads(line[len("EDGECV_PROBE "):])
+    try:
+        info = json.loads(line[len("EDGECV_PROBE "):])
+    except ValueError:
+        raise EdgecvError(f"{t.uri}: unexpected answer from {t.python!r} on the target: {line[:200]!r}") from None
     have = info.get("have", {})
     py = info.get("python", "?")
     if "dir" not in info:
@@ -302,8 +306,6 @@ def measure_over_ssh(model: Path, target: SshTarget, *, fmt: str, runtime: str |
     cleaned = False
     try:
         # scp keeps each file's base name: stage both under fixed names so no remote path needs quoting
-        import tempfile
-
         with tempfile.TemporaryDirectory(prefix="edgecv-upload.") as stage:
             staged_model = Path(stage) / ("model" + model.suffix.lower())
             staged_runner = Path(stage) / "runner.py"
