@@ -118,6 +118,8 @@ def predict_profile(static: ProfileResult, device: str | DeviceProfile, threads:
                         f"{dev.usable_ram_bytes / MIB:,.0f} MiB usable on the smallest {dev.id} "
                         f"({min(dev.memory.ram_gib):g} GiB, {dev.memory.os_reserved_mib:g} MiB kept by the OS)")
     meets = None if budget is None else total_ms <= budget
+    # energy per inference = board power while busy x latency (device_research.md section 5)
+    energy_mj = None if dev.power.active_w is None else round(dev.power.active_w * total_ms, 3)
 
     lat = LatencyStats(mean=total_ms, std=0.0, min=total_ms, p50=total_ms, p90=total_ms, p99=total_ms, runs=0)
     by_class: dict[str, float] = {}
@@ -139,6 +141,7 @@ def predict_profile(static: ProfileResult, device: str | DeviceProfile, threads:
         "budget_ms": budget,
         "meets_budget": meets,
         "threads": n,
+        "energy_mj_per_inference": energy_mj,
         "compute_dtype": "int8" if has_int8 else "float32",
         "latency_by_class_ms": {k: round(v, 4) for k, v in sorted(by_class.items(), key=lambda kv: -kv[1])},
         "coefficients_method": coeffs.method,
@@ -162,6 +165,8 @@ def prediction_rows(pred: dict) -> list[tuple[str, str]]:
                                       f"{mib(pred['runtime_baseline_bytes'])}"),
             ("fits RAM", f"{'yes' if pred['fits_ram'] else 'NO'} ({mib(pred['usable_ram_bytes'])} usable of "
                          f"{mib(pred['ram_bytes'])})")]
+    if pred.get("energy_mj_per_inference") is not None:
+        rows.append(("energy", f"{pred['energy_mj_per_inference']:.1f} mJ per inference (board power x latency)"))
     if pred.get("budget_ms") is not None:
         rows.append(("budget", f"{pred['budget_ms']:g} ms: {'met' if pred['meets_budget'] else 'NOT met'}"))
     rows.append(("coefficients", f"{pred['coefficients_method']} ({pred['coefficients_runtime']})"))
