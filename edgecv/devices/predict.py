@@ -98,6 +98,9 @@ def predict_profile(static: ProfileResult, device: str | DeviceProfile, threads:
         warnings.append(f"{k} op(s) of type {', '.join(fallback)} are not taken by the XNNPACK delegate and fall "
                         f"back to TFLite's slower built-in kernels (priced {FALLBACK_SLOWDOWN:g}x slower); "
                         "the graph is also split around them")
+    if dev.kind == "host":
+        warnings.append("host: the coefficients are priors from ARM boards; measure this machine instead "
+                        "(`edgecv profile MODEL` without --device)")
     if coeffs.method == "prior":
         warnings.append(f"{dev.id} has no published measurements to fit: coefficients are priors from its spec "
                         f"and similar devices (band +/-{band:.0%})")
