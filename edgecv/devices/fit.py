@@ -64,6 +64,8 @@ def runtime_family(runtime: str) -> str:
         return "xnnpack"
     if "ncnn" in r:
         return "ncnn"
+    if "onnx" in r:
+        return "onnxruntime"
     return "tflite-builtin"
 
 
