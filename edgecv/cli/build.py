@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgecv.cli.options import output_options, print_json, stderr_console, stdout_console
+from edgecv.cli.options import output_options, print_json, progress_status, stdout_console
 
 
 class _Number(click.ParamType):
@@ -75,9 +75,8 @@ def build(family, alpha, variant, width, depth, resolution, depth_multiplier, dr
 
         if not os.path.isfile(weights):
             raise click.BadParameter(f"no such file. Received: {weights!r}", param_hint="--weights")
-    if not quiet and not as_json:
-        stderr_console().print(f"building [bold]{cfg.name}[/bold] ...")
-    res = build_model(cfg, output_dir=output_dir, weights=weights)
+    with progress_status(f"building [bold]{cfg.name}[/bold] ...", quiet=quiet or as_json):
+        res = build_model(cfg, output_dir=output_dir, weights=weights)
     if as_json:
         print_json(res)
         return

@@ -54,3 +54,13 @@ def positive_int(opt: str):
         return value
 
     return check
+
+
+def progress_status(message: str, quiet: bool = False):
+    """A transient spinner on stderr while a slow step runs (nothing when quiet or stderr is not a
+    terminal), so that an error stays the only line on stderr."""
+    import contextlib
+
+    if quiet:
+        return contextlib.nullcontext()
+    return stderr_console().status(message)
