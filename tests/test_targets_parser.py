@@ -227,3 +227,19 @@ def test_comparison_error_and_band():
     assert c["within_band"] is True and c["fps"] == 20.0
     c = comparison(_measured("m.tflite", p50=70.0), predicted)
     assert c["within_band"] is False and c["error_pct"] == pytest.approx(100 * (50 - 70) / 70)
+
+
+def test_runner_output_parsing_tolerates_login_noise_and_names_signals():
+    import subprocess
+
+    from edgecv.targets.ssh import _parse_runner_json, _runner_failure
+
+    out = 'Welcome to Raspberry Pi OS\n{"not": "a result"}\n{"latency_ms": {"p50": 1.0}, "init_ms": 2}\n'
+    assert _parse_runner_json(out) == {"latency_ms": {"p50": 1.0}, "init_ms": 2}
+    assert _parse_runner_json("motd only\n") is None
+    t = SshTarget("board", "pi")
+    killed = subprocess.CompletedProcess([], 137, "", "edgecv-target: runner killed by signal 9\n")
+    assert "killed mid-run by signal 9 (SIGKILL" in _runner_failure(t, killed)
+    failed = subprocess.CompletedProcess([], 1, "", "INFO: x\nrunner: error: no TFLite runtime: install x\n")
+    msg = _runner_failure(t, failed)
+    assert msg.startswith("ssh://board: the runner failed: no TFLite runtime") and "ai-edge-litert" in msg
