@@ -120,7 +120,9 @@ def profile(path, runtime, threads, warmup_runs, runs, min_time_s, cpus, static_
     check_model_path(path)
     from rich.markup import escape
 
-    say = (lambda msg: None) if (quiet or as_json or as_csv) else (lambda msg: stderr_console().print(msg))
+    err = stderr_console()
+    say = ((lambda msg: None) if (quiet or as_json or as_csv or not err.is_terminal)  # progress is for humans only
+           else (lambda msg: err.print(msg, soft_wrap=True)))
 
     if device:
         predict_profile = _lazy("edgecv.devices.predict", "predict_profile", "--device")
@@ -195,9 +197,11 @@ def _mib(n) -> str:
 
 def render(res, show_ops: bool = False) -> None:
     from rich.markup import escape
-    from rich.table import Table
+    from rich.table import Column, Table
 
     con = stdout_console()
+    if not con.is_terminal:  # piped: do not squeeze op names into 80 columns
+        con.width = max(con.width, 160)
     t = Table(show_header=False, box=None, title=f"[bold]{escape(res.model)}[/bold]", title_justify="left")
     rt = res.runtime or {}
     where = f"{res.mode} on {res.device}"
@@ -240,7 +244,7 @@ def render(res, show_ops: bool = False) -> None:
             s.add_row(cls, str(n), f"{macs / 1e6:,.1f}", f"{100 * macs / max(res.macs, 1):.1f}", f"{params:,}")
         con.print(s)
     if show_ops and res.ops:
-        o = Table("#", "type", "class", "dtype", "output", "MACs", "params", "weights B", "activations B",
+        o = Table("#", Column("type", no_wrap=True), "class", "dtype", "output", "MACs", "params", "weights B", "activations B",
                   title="ops in execution order", title_justify="left")
         for op in res.ops:
             o.add_row(str(op.index), op.type, op.op_class, op.dtype, "x".join(map(str, op.output_shape)),
