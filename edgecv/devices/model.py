@@ -10,7 +10,8 @@ For a device with cores sorted fastest first (peaks ``P_d(core)`` in MAC/s for c
     t(op)   = max(bytes / (beta * F(n)),          bytes / BW)  + tau     elementwise, pooling, other
     latency = sum over ops of t(op)
 
-``bytes`` = the op's input + output activations + weights; ``BW`` the device's sustained DRAM bandwidth;
+``bytes`` = the op's input + output activations + weights; ``BW`` the device's sustained DRAM bandwidth (the
+roof applies only to ops whose bytes exceed the last-level cache: L3, else the largest L2);
 ``e[class, d]`` the fraction of peak dense convolutions (conv, pointwise, fully connected) and depthwise
 convolutions reach in fp32 and int8; ``beta`` the elementwise bytes per cycle; ``tau`` a per-op overhead.
 No TensorFlow, no numpy here: this runs on the target.
@@ -119,6 +120,7 @@ class OpTerm:
 def op_terms(ops: list[OpStat], dev: DeviceProfile, threads: int, fp16_arith: bool = False,
              check_xnnpack: bool = True) -> list[OpTerm]:
     bw = dev.memory.bandwidth_gbs * 1e9
+    llc = last_level_cache_bytes(dev)
     scales: dict[str, tuple[float, float, float, int]] = {}
     out = []
     for op in ops:
@@ -134,8 +136,14 @@ def op_terms(ops: list[OpStat], dev: DeviceProfile, threads: int, fp16_arith: bo
             scales[sd] = thread_scale(dev, threads, sd)
         g1, grest, gmin, n = scales[sd]
         slow = FALLBACK_SLOWDOWN if (check_xnnpack and _tflite_name(op.type) and op.type not in XNNPACK_OPS) else 1.0
-        out.append(OpTerm(k, work, g1, grest, gmin, n, nbytes / bw, slow))
+        # the DRAM roof applies to ops whose working set does not fit in the last-level cache
+        out.append(OpTerm(k, work, g1, grest, gmin, n, nbytes / bw if nbytes > llc else 0.0, slow))
     return out
+
+
+def last_level_cache_bytes(dev: DeviceProfile) -> int:
+    """L3 if the device has one, else the largest L2 (shared on the Raspberry Pis)."""
+    return 1024 * (dev.memory.l3_kib or max((c.l2_kib for c in dev.clusters), default=0))
 
 
 def _tflite_name(t: str) -> bool:
