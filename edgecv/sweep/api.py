@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import heapq
 import io
 import json
 import os
@@ -292,9 +293,21 @@ def _run_points(spec, todo, keys, paths, vkey, calib, executor, jobs, address, f
             progress.advance(later)
 
     ex = make_executor(executor, jobs, address)
+    slots = ex.slots()
+    # Tasks wait in a ready queue and go to the executor `slots` at a time, later stages first, so points
+    # finish one after another (a killed sweep keeps them) instead of all conversions before any profile.
+    ready: list[tuple[int, int, str, Any, tuple]] = []
+    seq = iter(range(1 << 62))
+    priority = {"profile": 0, "convert": 1, "build": 2}
+
+    def fill() -> None:
+        while ready and len(pending) < slots:
+            _, _, stage, subject, args = heapq.heappop(ready)
+            pending[ex.submit(run_stage, stage, *args)] = (stage, subject)
+
     try:
         def submit(stage: str, subject: Any, *args: Any) -> None:
-            pending[ex.submit(run_stage, stage, *args)] = (stage, subject)
+            heapq.heappush(ready, (priority[stage], next(seq), stage, subject, args))
 
         def start_convert(p: Point) -> None:
             # resume: a converted artifact with its record from an interrupted run
@@ -334,6 +347,7 @@ def _run_points(spec, todo, keys, paths, vkey, calib, executor, jobs, address, f
             else:
                 submit("build", model, model, str(kp))
 
+        fill()
         while pending:
             finished = ex.wait(pending, POLL_S)
             for h in finished:
@@ -368,6 +382,7 @@ def _run_points(spec, todo, keys, paths, vkey, calib, executor, jobs, address, f
                     state[p]["profile"] = out["value"]
                     write_json_atomic(paths.stage_file(p, keys[p], "profile"), out["value"])
                     after_profile(p)
+            fill()
     except BaseException:
         ex.shutdown(cancel=True)
         raise

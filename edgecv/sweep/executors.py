@@ -28,6 +28,9 @@ class LocalExecutor:
         self._pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=init_worker)
 
+    def slots(self) -> int:
+        return self.jobs
+
     def submit(self, fn: Callable, *args: Any):
         return self._pool.submit(fn, *args)
 
@@ -66,6 +69,12 @@ class RayExecutor:
                                   f"{' '.join(str(exc).split())[:200]}") from None
         self._remote: dict[Callable, Any] = {}
         self.jobs = jobs
+
+    def slots(self) -> int:
+        """Tasks in flight: ``-j`` when given (> 1), else the cluster's CPUs."""
+        if self.jobs and self.jobs > 1:
+            return self.jobs
+        return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
 
     def submit(self, fn: Callable, *args: Any):
         if fn not in self._remote:
