@@ -202,6 +202,19 @@ def test_rerun_is_all_cached_and_force_recomputes(resumed_sweep, tmp_path):
     assert _point_files(out)[name] != before[name]
 
 
+def test_recommend_from_sweep(resumed_sweep):
+    out = resumed_sweep["out"]
+    r = edgecv("recommend", "--device", "rpi4", "--budget-ms", "1000", "--from-sweep", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    fits = json.loads(r.stdout)["fits"]
+    rows = {(x["model"], x["precision"]): x for x in json.loads((out / "results.json").read_text())["rows"]
+            if x["device"] == "rpi4"}
+    assert {(c["model"], c["precision"]) for c in fits} == set(rows)
+    for c in fits:
+        assert c["latency_ms"] == pytest.approx(rows[(c["model"], c["precision"])]["latency_ms.mean"], rel=1e-3)
+        assert c["published_top1"] is None  # 0.25 at 32/64 px is no published variant
+
+
 def test_python_api_and_error_points(tmp_path):
     """A point whose conversion fails deterministically is recorded as an error (and cached), not a crash."""
     from edgecv.sweep.api import SweepFailed, run_sweep

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from edgecv.cli.options import output_options, positive_int, print_json, stderr_console, stdout_console
@@ -21,11 +23,10 @@ from edgecv.cli.options import output_options, positive_int, print_json, stderr_
 @click.option("--top", type=int, default=10, show_default=True, callback=positive_int("--top"),
               help="Show at most this many variants.")
 @output_options
-@click.pass_context
-def recommend(ctx, device, budget_ms, max_memory_mb, min_top1, precision, from_sweep, threads, top, as_json, quiet):
+def recommend(device, budget_ms, max_memory_mb, min_top1, precision, from_sweep, threads, top, as_json, quiet):
     """The variants that meet a latency budget on a device, best published accuracy first.
 
-    Latency and memory are predicted from the device profile; accuracy is the ImageNet top-1 published
+    Exit code 1 when nothing fits (the binding constraint is named). Latency and memory are predicted from the device profile; accuracy is the ImageNet top-1 published
     for the reference architecture (paper tables). Example: edgecv recommend --device rpi4 --budget-ms 30
     """
     from edgecv.sweep.recommend import recommend as run
@@ -34,10 +35,12 @@ def recommend(ctx, device, budget_ms, max_memory_mb, min_top1, precision, from_s
               from_sweep=from_sweep, threads=threads)
     if as_json:
         print_json(rec)
-        ctx.exit(0 if rec.fits else 1)
+        if not rec.fits:
+            sys.exit(1)  # (ctx.exit's code is dropped by edgecv.cli.main under standalone_mode=False)
+        return
     if not rec.fits:
         click.echo(rec.explanation)
-        ctx.exit(1)
+        sys.exit(1)
     from rich.table import Column, Table
 
     t = Table(Column("model", no_wrap=True), "precision", "latency (ms)", "band (ms)", "peak memory (MB)", "MACs (M)",

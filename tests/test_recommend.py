@@ -1,0 +1,119 @@
+"""edgecv recommend: constraints met, best published accuracy first, the binding constraint named."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "EDGECV_DEBUG": ""}
+
+
+def edgecv(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgecv", *args], capture_output=True, text=True, env=ENV,
+                          timeout=300)
+
+
+def paper_top1() -> dict[str, float]:
+    """Registry name -> published top-1, read straight from the CSV (independent of edgecv.report)."""
+    out = {}
+    with open(REPO / "models" / "paper_figures.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            if r["family"] == "efficientnet":
+                name = f"efficientnet_{r['variant']}"
+            else:
+                name = f"{r['family']}_{float(r['width']):.2f}_{int(r['resolution'])}"
+            out[name] = float(r["imagenet_top1"])
+    return out
+
+
+def run_json(*args: str) -> tuple[int, dict]:
+    """The Python API with the CLI's options (in-process: the CLI itself is tested below)."""
+    from edgecv.cli.options import to_jsonable
+    from edgecv.sweep.recommend import recommend
+
+    kw = dict(zip(args[::2], args[1::2]))
+    rec = recommend(kw["--device"], float(kw["--budget-ms"]),
+                    max_memory_mb=float(kw["--max-memory-mb"]) if "--max-memory-mb" in kw else None,
+                    min_top1=float(kw["--min-top1"]) if "--min-top1" in kw else None,
+                    precision=kw.get("--precision"))
+    return (0 if rec.fits else 1), to_jsonable(rec)
+
+
+def test_cli_json_is_the_api_result():
+    r = edgecv("recommend", "--device", "rpi4", "--budget-ms", "20", "--precision", "int8", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == run_json("--device", "rpi4", "--budget-ms", "20", "--precision", "int8")[1]
+
+
+def test_fits_meet_the_budget_best_published_accuracy_first():
+    code, rec = run_json("--device", "rpi4", "--budget-ms", "30")
+    assert code == 0 and rec["fits"]
+    pub = paper_top1()
+    top1 = []
+    for c in rec["fits"]:
+        assert c["latency_ms"] <= 30
+        assert c["fits_ram"]
+        assert c["published_top1"] == pub.get(c["model"])  # only exact reference architectures get a figure
+        top1.append(-1 if c["published_top1"] is None else c["published_top1"])
+    assert top1 == sorted(top1, reverse=True)
+    # int8 of a model is never predicted slower than its float32 on the Cortex-A72 (XNNPACK int8 kernels)
+    lat = {(c["model"], c["precision"]): c["latency_ms"] for c in rec["fits"]}
+    for (m, p), v in lat.items():
+        if p == "float32" and (m, "int8") in lat:
+            assert lat[(m, "int8")] < v
+    # a bigger budget admits a superset
+    _, wide = run_json("--device", "rpi4", "--budget-ms", "60")
+    assert {(c["model"], c["precision"]) for c in rec["fits"]} < {(c["model"], c["precision"]) for c in wide["fits"]}
+
+
+def test_precision_and_memory_and_top1_filters():
+    _, rec = run_json("--device", "pixel4", "--budget-ms", "50", "--precision", "int8", "--max-memory-mb", "60",
+                      "--min-top1", "0.70")
+    assert rec["fits"]
+    for c in rec["fits"]:
+        assert c["precision"] == "int8" and c["latency_ms"] <= 50
+        assert c["peak_memory_bytes"] <= 60e6
+        assert c["published_top1"] >= 70.0
+
+
+@pytest.mark.parametrize("args, binding", [
+    (["--budget-ms", "0.5"], "--budget-ms"),
+    (["--budget-ms", "30", "--min-top1", "0.95"], "--min-top1"),
+    (["--budget-ms", "30", "--max-memory-mb", "5"], "--max-memory-mb"),
+])
+def test_none_fits_names_the_binding_constraint(args, binding):
+    code, rec = run_json("--device", "rpi4", *args)
+    assert rec["explanation"].startswith("no variant fits on rpi4")
+    assert f"{binding} " in rec["explanation"] and "binding" in rec["explanation"]
+    assert code == 1 and rec["fits"] == [] and rec["binding"] == [binding]
+
+
+def test_budget_binding_reports_the_fastest_candidate():
+    _, everything = run_json("--device", "rpi4", "--budget-ms", "100000")
+    fastest = min(everything["fits"], key=lambda c: c["latency_ms"])
+    r = edgecv("recommend", "--device", "rpi4", "--budget-ms", "0.5")
+    assert r.returncode == 1, r.stderr  # nothing fits: exit code 1, the explanation on stdout
+    assert r.stdout.startswith("no variant fits on rpi4: --budget-ms 0.5 is binding")
+    assert f"{fastest['model']} {fastest['precision']}" in r.stdout
+    assert f"{fastest['latency_ms']:.1f} ms" in r.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--device", "rpi9", "--budget-ms", "30"], "unknown device 'rpi9'"),
+    (["--device", "rpi4", "--budget-ms", "-3"], "--budget-ms"),
+    (["--device", "rpi4", "--budget-ms", "30", "--min-top1", "70"], "--min-top1"),
+    (["--device", "rpi4", "--budget-ms", "30", "--max-memory-mb", "0"], "--max-memory-mb"),
+    (["--device", "rpi4", "--budget-ms", "30", "--from-sweep", "/nonexistent"], "--from-sweep"),
+])
+def test_bad_input(args, needle):
+    r = edgecv("recommend", *args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("edgecv: error:")
