@@ -64,8 +64,21 @@ def convert_both(name: str, out_dir) -> tuple[object, str, str]:
     return cost, tfl, onx
 
 
-def _check_counts(name, tmp_path_factory):
-    cost, tfl, onx = convert_both(name, tmp_path_factory.mktemp(name))
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """``converted(name) -> (cost, tflite_path, onnx_path)``, each model converted once per module."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = convert_both(name, tmp_path_factory.mktemp(name))
+        return cache[name]
+
+    return get
+
+
+def _check_counts(name, converted):
+    cost, tfl, onx = converted(name)
     for path in (tfl, onx):
         sa = analyze(path)
         assert abs(sa.macs - cost.macs) <= 0.01 * cost.macs, (path, sa.macs, cost.macs)
@@ -79,14 +92,14 @@ def _check_counts(name, tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", REPRESENTATIVE)
-def test_counts_agree_with_builder(name, tmp_path_factory):
-    _check_counts(name, tmp_path_factory)
+def test_counts_agree_with_builder(name, converted):
+    _check_counts(name, converted)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SLOW)
-def test_counts_agree_with_builder_large(name, tmp_path_factory):
-    _check_counts(name, tmp_path_factory)
+def test_counts_agree_with_builder_large(name, converted):
+    _check_counts(name, converted)
 
 
 def _tflite(model, kind: str, path) -> str:
@@ -165,6 +178,36 @@ def test_precisions_and_dtypes(small_three_precisions):
     # DEQUANTIZE of fp16 weights runs once at load: not in the execution order, the liveness is fp32's
     assert len(fp16.ops) == len(fp32.ops)
     assert fp16.peak_activation_bytes == fp32.peak_activation_bytes == 4 * int8.peak_activation_bytes
+
+
+def test_onnx_runtime_quantized_graphs(converted, tmp_path):
+    """ONNX Runtime's int8 quantizer in both layouts (QDQ: Q/DQ pairs around float ops; QOperator: QLinearConv,
+    QLinearAdd, QGemm): the same MACs and parameters as the float graph, int8 precision, and the same activation
+    peak in both layouts (the float tensors of a Q/DQ pair are fused away), a quarter of the float peak."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    cost, _, onx = converted("mobilenet_v2_0.35_96")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"input": np.random.default_rng(i).uniform(-1, 1, (1, 96, 96, 3)).astype(np.float32)}
+                                 for i in range(2)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    fp32 = analyze(onx)
+    peaks = []
+    for fmt in (QuantFormat.QDQ, QuantFormat.QOperator):
+        out = str(tmp_path / f"{fmt.name}.onnx")
+        quantize_static(onx, out, Reader(), quant_format=fmt, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8, per_channel=True)
+        q = analyze(out)
+        assert (q.precision, q.macs, q.params) == ("int8", cost.macs, cost.params_deployed), fmt
+        assert {o.dtype for o in q.ops if o.macs} == {"int8"}
+        assert q.weights_bytes < 0.3 * fp32.weights_bytes
+        peaks.append(q.peak_activation_bytes)
+    assert peaks[0] == peaks[1] == fp32.peak_activation_bytes // 4
 
 
 # ---- hand-written ONNX graphs: every figure computed on paper --------------------------------------

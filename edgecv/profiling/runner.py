@@ -126,7 +126,6 @@ def environment(runtime_name: str | None = None, runtime_version: str | None = N
     cpu_model = (cpu.get("model name") or _read("/proc/device-tree/model") or cpu.get("hardware")
                  or cpu.get("model") or platform.processor() or machine)
     env = {
-        "hostname": platform.node(),
         "machine": machine,
         "cpu_model": cpu_model,
         "board": _read("/proc/device-tree/model"),

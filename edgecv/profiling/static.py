@@ -41,6 +41,7 @@ TFLITE_ELEMENTWISE = {
 }
 TFLITE_POOL = {"AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D", "MEAN", "REDUCE_MAX", "REDUCE_MIN", "SUM"}
 
+ONNX_QDQ = {"QuantizeLinear", "DequantizeLinear"}
 ONNX_ELEMENTWISE = {
     "Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Mod", "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid",
     "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Gelu", "Erf", "Exp", "Log", "Sqrt", "Reciprocal", "Abs",
@@ -51,8 +52,8 @@ ONNX_ELEMENTWISE = {
 ONNX_POOL = {"AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceMin",
              "ReduceSum", "LpPool", "QLinearAveragePool", "QLinearGlobalAveragePool"}
 # element-wise ops a runtime folds into a preceding convolution when their other operand is constant
-_FOLDABLE_SCALE = {"Mul", "Div", "MUL", "DIV"}
-_FOLDABLE_SHIFT = {"Add", "Sub", "ADD", "SUB"}
+_FOLDABLE_SCALE = {"Mul", "Div", "MUL", "DIV", "QLinearMul"}
+_FOLDABLE_SHIFT = {"Add", "Sub", "ADD", "SUB", "QLinearAdd"}
 
 
 # ---- a small format-neutral graph ------------------------------------------------------------
@@ -247,6 +248,13 @@ def _load_onnx(path: str) -> Graph:
         model = shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception:
         pass  # shapes from value_info only
+    if _missing_shapes(model):  # contrib ops (QLinearAdd, QGemm ...): ONNX Runtime's own inference knows them
+        try:
+            from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+            model = SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=True)
+        except Exception:  # not installed (needs sympy) or failed: the element-wise fallback below
+            pass
     g = model.graph
     ids: dict[str, int] = {}
     tensors: list[Tensor] = []
@@ -293,19 +301,33 @@ def _load_onnx(path: str) -> Graph:
                 t.stored_bytes, t.stored_dtype = t.nbytes, t.dtype
             continue
         nodes.append(n)
+    for n in nodes:  # element-wise ops shape inference did not cover: the largest input's shape
+        _classify_onnx(n, tensors)
+        if n.op_class == "elementwise":
+            known = [tensors[i].shape for i in n.inputs if i >= 0 and tensors[i].shape is not None]
+            for o in n.outputs:
+                if tensors[o].shape is None and known:
+                    tensors[o].shape = max(known, key=math.prod)
     for t in tensors:
         if t.shape is None:
-            t.shape = ()  # unknown shape: counted as 0 bytes is wrong, 1 element is closer for scalars
+            t.shape = ()  # unknown: counted as one element
     for n in nodes:
         _classify_onnx(n, tensors)
     return Graph("onnx", tensors, nodes, graph_in, graph_out)
 
 
+def _missing_shapes(model) -> bool:
+    known = {vi.name for vi in list(model.graph.value_info) + list(model.graph.output)
+             if vi.type.tensor_type.HasField("shape")}
+    known |= {i.name for i in model.graph.initializer}
+    return any(o and o not in known for nd in model.graph.node if nd.op_type != "Constant" for o in nd.output)
+
+
 def _classify_onnx(n: Node, T: list[Tensor]) -> None:
     def shape(pos):
-        return T[n.inputs[pos]].shape if len(n.inputs) > pos and n.inputs[pos] >= 0 else ()
+        return (T[n.inputs[pos]].shape or ()) if len(n.inputs) > pos and n.inputs[pos] >= 0 else ()
 
-    out = T[n.outputs[0]].shape if n.outputs else ()
+    out = (T[n.outputs[0]].shape or ()) if n.outputs else ()
     t = n.type
     attrs = n.attrs
     if t in ("Conv", "QLinearConv", "ConvInteger"):
@@ -334,6 +356,11 @@ def _classify_onnx(n: Node, T: list[Tensor]) -> None:
         b = shape(1)
         n.macs = math.prod(b) * (out[0] if out else 1) if b else 0
         n.op_class, n.weight_inputs, n.bias_pos = "fc", (1, 2), 2
+        n.cout = out[-1] if out else 0
+    elif t == "QGemm":  # com.microsoft: A, a_scale, a_zp, B, b_scale, b_zp, C, y_scale, y_zp
+        b = shape(3)
+        n.macs = math.prod(b) * (out[0] if out else 1) if b else 0
+        n.op_class, n.weight_inputs, n.bias_pos, n.act_pos = "fc", (3, 6), 6, 0
         n.cout = out[-1] if out else 0
     elif t in ("MatMul", "MatMulInteger", "QLinearMatMul"):
         apos, bpos = (0, 3) if t == "QLinearMatMul" else (0, 1)
@@ -379,7 +406,7 @@ def _gains_bias(n: Node, consumers: dict[int, list[Node]], T: list[Tensor]) -> b
     if not n.outputs:
         return False
     cur = n.outputs[0]
-    for _ in range(4):
+    for _ in range(8):
         users = consumers.get(cur, [])
         if len(users) != 1 or cur in _graph_outputs_cache:
             return False
@@ -387,9 +414,12 @@ def _gains_bias(n: Node, consumers: dict[int, list[Node]], T: list[Tensor]) -> b
         other = [i for i in u.inputs if i >= 0 and i != cur]
         if u.type == "BatchNormalization":
             return True
-        if u.type not in _FOLDABLE_SCALE | _FOLDABLE_SHIFT or len(other) != 1 or not T[other[0]].const:
+        if u.type in ONNX_QDQ and all(T[i].const for i in other):  # QDQ graph: look through the pair
+            cur = u.outputs[0]
+            continue
+        if u.type not in _FOLDABLE_SCALE | _FOLDABLE_SHIFT or not other or not all(T[i].const for i in other):
             return False
-        if T[other[0]].elems not in (1, n.cout):
+        if max(T[i].elems for i in other) not in (1, n.cout):  # a per-channel (or scalar) constant
             return False
         if u.type in _FOLDABLE_SHIFT:
             return True
@@ -423,6 +453,11 @@ def _summarize(g: Graph, path: str) -> StaticAnalysis:
         if p is not None and p.type == "DequantizeLinear" and p.inputs and not T[p.inputs[0]].const:
             return T[p.inputs[0]].dtype  # ONNX QDQ: the op runs on the quantized tensor
         return T[i].dtype
+
+    alias = _qdq_aliases(g, run, consumers) if g.format == "onnx" else {}
+
+    def size(t: int) -> int:
+        return T[_find(alias, t)].nbytes
 
     seen_const: set[int] = set()
     ops: list[OpStat] = []
@@ -461,14 +496,14 @@ def _summarize(g: Graph, path: str) -> StaticAnalysis:
             index=idx, type=n.type, op_class=n.op_class, dtype=dtype,
             output_shape=tuple(T[n.outputs[0]].shape) if n.outputs else (),
             macs=int(n.macs), params=int(params), weight_bytes=int(wbytes),
-            activation_bytes=int(sum(T[o].nbytes for o in outs)),
-            input_bytes=int(sum(T[i].nbytes for i in {i for i in n.inputs if i >= 0 and not T[i].const})),
+            activation_bytes=int(sum(size(o) for o in outs)),
+            input_bytes=int(sum(size(i) for i in {i for i in n.inputs if i >= 0 and not T[i].const})),
             name=T[n.outputs[0]].name if n.outputs else "",
         ))
     # constants nobody runs on (should not happen) still ship
     folded_inputs = {i for n in g.nodes if n.folded for i in n.inputs}
     stray = sum(t.stored_bytes for i, t in enumerate(T) if t.const and i not in seen_const and i not in folded_inputs)
-    peak, peak_at = _liveness_peak(g, run)
+    peak, peak_at = _liveness_peak(g, run, alias)
     precision = kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else _first_input_dtype(g))
     io = lambda ids: [{"name": T[i].name, "shape": list(T[i].shape), "dtype": T[i].dtype} for i in ids]  # noqa: E731
     return StaticAnalysis(
@@ -483,23 +518,56 @@ def _first_input_dtype(g: Graph) -> str:
     return g.tensors[g.inputs[0]].dtype if g.inputs else "float32"
 
 
-def _liveness_peak(g: Graph, run: list[Node]) -> tuple[int, int]:
-    """Largest sum of bytes of live non-constant tensors over the execution order, and the op where it occurs."""
+def _find(alias: dict[int, int], t: int) -> int:
+    for _ in range(64):
+        if t not in alias:
+            break
+        t = alias[t]
+    return t
+
+
+def _qdq_aliases(g: Graph, run: list[Node], consumers: dict[int, list[Node]]) -> dict[int, int]:
+    """ONNX QDQ graphs: ONNX Runtime fuses DequantizeLinear -> op -> QuantizeLinear into one quantized kernel,
+    so the float tensors around a Q/DQ pair never exist. Map each to the int8 tensor it stands for."""
     T = g.tensors
+    alias: dict[int, int] = {}
+    keep = set(g.inputs) | set(g.outputs)
+    for n in run:
+        if not n.inputs or n.inputs[0] < 0 or T[n.inputs[0]].const or not n.outputs:
+            continue
+        x, y = n.inputs[0], n.outputs[0]
+        if n.type == "DequantizeLinear" and y not in keep:
+            alias[y] = x
+        elif n.type == "QuantizeLinear" and x not in keep and len(consumers.get(x, [])) == 1:
+            alias[x] = y
+    return alias
+
+
+def _liveness_peak(g: Graph, run: list[Node], alias: dict[int, int] | None = None) -> tuple[int, int]:
+    """Largest sum of bytes of live non-constant tensors over the execution order, and the op where it occurs.
+
+    ``alias`` maps a tensor to the buffer it shares (QDQ float views of int8 tensors)."""
+    T = g.tensors
+    alias = alias or {}
     end = len(run) - 1
-    born: dict[int, int] = {i: -1 for i in g.inputs if not T[i].const}
+
+    def rep(t: int) -> int:
+        return _find(alias, t)
+
+    born: dict[int, int] = {rep(i): -1 for i in g.inputs if not T[i].const}
     last: dict[int, int] = dict(born)
     for step, n in enumerate(run):
         for o in n.outputs:
             if not T[o].const:
-                born.setdefault(o, step)
-                last[o] = max(last.get(o, step), step)
+                r = rep(o)
+                born.setdefault(r, step)
+                last[r] = max(last.get(r, step), step)
         for i in n.inputs:
-            if i >= 0 and i in born:
-                last[i] = max(last[i], step)
+            if i >= 0 and rep(i) in born:
+                last[rep(i)] = max(last[rep(i)], step)
     for o in g.outputs:
-        if o in born:
-            last[o] = end
+        if rep(o) in born:
+            last[rep(o)] = end
     delta = [0] * (len(run) + 2)  # index step+1
     for t, b in born.items():
         size = T[t].nbytes
