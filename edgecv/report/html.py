@@ -236,7 +236,10 @@ def render_report(rows: list[dict], title: str = "edgecv report", meta: dict | N
             parts.append(f'<p class="note">{note}</p>')
     parts.append("<h2>Results</h2>")
     parts.append('<p class="note">* published ImageNet top-1 of the trained reference architecture '
-                 "(paper figures), shown only for standard variants; not measured on these models.</p>")
+                 "(paper figures), shown only for standard variants; not measured on these models. "
+                 "SQNR and top-1 agreement compare each artifact with its Keras model on held-out photos; a sweep "
+                 "builds untrained models (BatchNorm statistics set on photos), whose softmax is nearly uniform, "
+                 "so int8 figures there are low and say little about a trained model's int8 accuracy.</p>")
     parts.append(_table(rows))
     if meta.get("spec"):
         parts.append("<h2>Sweep</h2><pre>" + html.escape(json.dumps(meta.get("spec"), indent=1)) + "</pre>")

@@ -232,6 +232,8 @@ def run_sweep(spec: SweepSpec, output_dir: str | os.PathLike = "edgecv_sweep", *
             "rows": rows}
     write_json_atomic(res_json, meta)
     write_text_atomic(res_csv, rows_to_csv(rows))
+    for f in (res_json, res_csv):
+        _readable(f)
     result = SweepResult(output_dir=str(root), results_csv=str(res_csv), results_json=str(res_json),
                          points=len(spec.points), cached=len(spec.points) - len(todo), computed=computed,
                          failed=failed, rows=rows, errors=errors)
@@ -240,6 +242,7 @@ def run_sweep(spec: SweepSpec, output_dir: str | os.PathLike = "edgecv_sweep", *
 
         result.report = str(write_report(rows, Path(root) / "report.html", title=f"edgecv sweep: {spec.family}",
                                          meta=meta))
+        _readable(Path(result.report))
     result.seconds = round(time.perf_counter() - t0, 3)
     if failed:
         err = SweepFailed(f"{failed} of {len(spec.points)} point(s) failed (results written to {res_json}); "
@@ -247,6 +250,13 @@ def run_sweep(spec: SweepSpec, output_dir: str | os.PathLike = "edgecv_sweep", *
         err.result = result  # type: ignore[attr-defined]
         raise err
     return result
+
+
+def _readable(path: Path) -> None:
+    """Temporary files are created 0600; give results the permissions a plain open() would."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def _spec_dict(spec: SweepSpec) -> dict:
