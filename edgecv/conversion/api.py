@@ -427,7 +427,8 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
             with native_output_silenced():
                 dbg_x = data.holdout if len(data.holdout) else data.calib[:8]
                 layer_report = run_debugger(freeze(km), data.calib, dbg_x, io_type,
-                                            [layer.name for layer in km.layers])
+                                            [layer.name for layer in km.layers],
+                                            weighted=[layer.name for layer in km.layers if layer.weights])
 
     result = ConversionResult(
         model=loaded.name, source=loaded.source, format=format, precision=precision, path=str(final),

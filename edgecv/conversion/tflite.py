@@ -32,7 +32,7 @@ IO_TYPES = ("int8", "uint8", "float32")
 class LayerError:
     """One int8 layer's error against float, from TensorFlow's quantization debugger."""
 
-    layer: str  # the Keras layer name (first of the fused layers, in model order)
+    layer: str  # the Keras layer name (the first fused layer with weights, in model order)
     fused: tuple[str, ...]  # all Keras layers folded into this op (conv, bn, activation)
     op: str  # TFLite op type
     rmse_over_scale: float  # RMS error in quantization steps (0.29 for ideal rounding)
@@ -153,13 +153,17 @@ def nodes_for_layers(node_names: Sequence[str], wanted: Sequence[str], layer_nam
     missing = [w for w in wanted if w not in hit]
     if missing:
         raise EdgecvError(f"--float-layers: layer {missing[0]!r} has no op of its own in the converted graph "
-                          "(folded into a neighbour, e.g. BatchNorm into its conv); name the conv layer")
+                          "(an identity at inference, or folded into a neighbour); name the conv layer")
     return nodes
 
 
 def debug_layers(frozen, calib: np.ndarray, debug: np.ndarray, io_type: str, layer_names: Sequence[str],
-                 top: int = 10) -> tuple[LayerError, ...]:
-    """Per-layer int8 error (TensorFlow's QuantizationDebugger), worst first, named by Keras layer."""
+                 weighted: Sequence[str] = (), top: int = 10) -> tuple[LayerError, ...]:
+    """Per-layer int8 error (TensorFlow's QuantizationDebugger), worst first, named by Keras layer.
+
+    A fused op (pad + conv + BN + activation) is named by its first layer with weights (``weighted``).
+    The report covers every layer at int8, including any kept in float with ``float_layers``.
+    """
     import tensorflow as tf
 
     conv = make_converter(frozen, "int8", calib, io_type, allow_float=False)
@@ -178,8 +182,9 @@ def debug_layers(frozen, calib: np.ndarray, debug: np.ndarray, io_type: str, lay
         names = layers_in_name(r["tensor_name"], layer_names)
         if not names or scale <= 0:
             continue
+        main = next((n for n in names if n in weighted), names[0])
         rows.append(LayerError(
-            layer=names[0], fused=tuple(names), op=r["op_name"],
+            layer=main, fused=tuple(names), op=r["op_name"],
             rmse_over_scale=round(float(np.sqrt(float(r["mean_squared_error"]))) / scale, 4),
             max_abs_error=float(r["max_abs_error"]), mean_error=float(r["mean_error"]), scale=scale))
     rows.sort(key=lambda e: e.rmse_over_scale, reverse=True)
