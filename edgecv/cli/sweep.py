@@ -27,12 +27,14 @@ from edgecv.cli.options import output_options, positive_int, print_json, stderr_
 @click.option("--measure-host", is_flag=True, help="Also measure latency and memory on this machine "
                                                    "(one model at a time, after the conversions).")
 @click.option("--threads", type=int, callback=positive_int("--threads"),
-              help="Threads of the device predictions and host measurements [default: all cores].")
+              help="Threads of the device predictions [default: each device's] and of host measurements "
+                   "[default: all cores].")
 @click.option("-j", "--jobs", type=int, default=1, show_default=True, callback=positive_int("-j"),
               help="Local worker processes.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local worker processes, or an existing Ray cluster (pip install 'edgecv[ray]').")
-@click.option("--address", help="Ray cluster address (with --executor ray), e.g. auto or ray://head:10001.")
+@click.option("--address", help="Ray cluster address (with --executor ray), e.g. auto or ray://head:10001 "
+                                "[default: start a local Ray instance].")
 @click.option("-o", "--output-dir", default="edgecv_sweep", show_default=True, type=click.Path(),
               help="Where results.csv, results.json, report.html and the artifacts go.")
 @click.option("--force", is_flag=True, help="Recompute every point, even those already cached.")

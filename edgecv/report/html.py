@@ -88,6 +88,10 @@ def _figures(rows: list[dict]) -> list[tuple[str, str, Any | None, str]]:
 
     ok = [r for r in rows if r.get("status") == "ok" and _num(r.get("latency_ms.mean"))]
     devices = list(dict.fromkeys(r["device"] for r in ok))
+    from plotly.colors import qualitative
+
+    palette = qualitative.D3
+    color = {d: palette[i % len(palette)] for i, d in enumerate(devices)}
     symbols = {"float32": "circle", "float16": "diamond", "int8": "square", "dynamic": "triangle-up"}
     layout = dict(template="plotly_white", height=480, margin=dict(l=60, r=20, t=50, b=60),
                   legend=dict(title="device / precision"))
@@ -118,7 +122,8 @@ def _figures(rows: list[dict]) -> list[tuple[str, str, Any | None, str]]:
         if sel:
             fig.add_trace(go.Scatter(x=[_num(r["latency_ms.mean"]) for r in sel],
                                      y=[_num(r["file_bytes"]) / MIB for r in sel], mode="markers", name=dev,
-                                     marker=dict(symbol=[symbols.get(r["precision"], "circle") for r in sel], size=9),
+                                     marker=dict(symbol=[symbols.get(r["precision"], "circle") for r in sel], size=9,
+                                                 color=color[dev]),
                                      text=[hover(r) for r in sel], hoverinfo="text"))
     fig.update_xaxes(type="log", title="latency (ms)")
     fig.update_yaxes(type="log", title="model file size (MiB)")
@@ -131,13 +136,15 @@ def _figures(rows: list[dict]) -> list[tuple[str, str, Any | None, str]]:
         sel = [r for r in pub if r["device"] == dev]
         fig.add_trace(go.Scatter(x=[_num(r["latency_ms.mean"]) for r in sel], y=[_num(r["published_top1"]) for r in sel],
                                  mode="markers", name=f"{dev}", legendgroup=dev,
-                                 marker=dict(symbol=[symbols.get(r["precision"], "circle") for r in sel], size=9),
+                                 marker=dict(symbol=[symbols.get(r["precision"], "circle") for r in sel], size=9,
+                                             color=color[dev]),
                                  text=[hover(r) + f"<br>published top-1 {r['published_top1']}% "
                                        f"({html.escape(str(r.get('published_source', '')))})" for r in sel],
                                  hoverinfo="text"))
         front = pareto_front([(_num(r["latency_ms.mean"]), _num(r["published_top1"]), r) for r in sel])
         fig.add_trace(go.Scatter(x=[f[0] for f in front], y=[f[1] for f in front], mode="lines+markers",
-                                 name=f"{dev} Pareto front", legendgroup=dev, line=dict(shape="hv", dash="dot"),
+                                 name=f"{dev} Pareto front", legendgroup=dev,
+                                 line=dict(shape="hv", dash="dot", color=color[dev]),
                                  marker=dict(size=13, symbol="circle-open", line=dict(width=2)),
                                  text=[f"Pareto: {f[2]['model']} {f[2]['precision']}" for f in front],
                                  hoverinfo="text"))
