@@ -26,9 +26,9 @@ SMALL = ["--family", "mobilenet", "--alpha", "0.25", "--resolution", "32,64", "-
          "--device", "rpi4,pixel4", "--samples", "4", "--verify-samples", "2"]
 
 
-def edgecv(*args: str, timeout: float = 900, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgecv", *args], capture_output=True, text=True, env=ENV,
-                          timeout=timeout, **kw)
+def edgecv(*args: str, timeout: float = 900, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgecv", *args], capture_output=True, text=True,
+                          env=env or ENV, timeout=timeout, **kw)
 
 
 # --- bad input: one line, exit 2, nothing written ----------------------------------------------
@@ -236,19 +236,23 @@ def test_python_api_and_error_points(tmp_path):
 def test_ray_executor_on_a_local_ray_instance(tmp_path):
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install ray): the Ray executor is optional")
     del ray
+    import secrets
+
+    # Ray >= 2.52 authenticates clients with a shared token: the test's own instance gets a fresh one
+    env = {**ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     head = subprocess.Popen(
         [sys.executable, "-c", "import ray, sys, time\n"
          "ray.init(num_cpus=2, include_dashboard=False, logging_level='ERROR')\n"
          "print(ray.get_runtime_context().gcs_address, flush=True)\n"
          "sys.stdin.read()\n"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=ENV)
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:
         address = head.stdout.readline().strip()
         assert address, "the local Ray instance did not start"
         out = tmp_path / "out"
         r = edgecv("sweep", "--alpha", "0.25", "--resolution", "32", "--precision", "float32,float16",
                    "--device", "rpi4", "--verify-samples", "2", "--executor", "ray", "--address", address,
-                   "-o", str(out), "--json")
+                   "-o", str(out), "--json", env=env)
         assert r.returncode == 0, r.stderr[-3000:]
         res = json.loads(r.stdout)
         assert res["computed"] == 2 and res["failed"] == 0
