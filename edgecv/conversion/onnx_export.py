@@ -19,16 +19,35 @@ MAX_OPSET = 18  # the newest opset tf2onnx 1.17 emits
 
 
 def export_float(model, opset: int = 17) -> bytes:
-    """The float32 ONNX model (serialized) for a Keras model."""
+    """The float32 ONNX model (serialized) for a Keras model, input ``input`` and output ``output``.
+
+    The model is frozen first (all variables become constants): converting the unfrozen function
+    leaves some non-trainable variables (the mean/variance of Keras' Normalization layer in
+    EfficientNet) as extra graph inputs.
+    """
     import tensorflow as tf
     import tf2onnx
 
-    @tf.function(autograph=False)
-    def serve(x):
-        return model(x, training=False)
+    from edgecv.conversion.tflite import freeze
 
-    spec = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name="input")]
-    proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset)
+    frozen = freeze(model, batch=None)
+    inp = [t.name for t in frozen.inputs if t.dtype == tf.float32]
+    out = [t.name for t in frozen.outputs]
+    proto, _ = tf2onnx.convert.from_graph_def(frozen.graph.as_graph_def(), input_names=inp, output_names=out,
+                                              opset=opset)
+    renames = {inp[0]: "input"}
+    if len(out) == 1:
+        renames[out[0]] = "output"
+    for node in proto.graph.node:
+        for i, name in enumerate(node.input):
+            if name in renames:
+                node.input[i] = renames[name]
+        for i, name in enumerate(node.output):
+            if name in renames:
+                node.output[i] = renames[name]
+    for vi in (*proto.graph.input, *proto.graph.output):
+        if vi.name in renames:
+            vi.name = renames[vi.name]
     return proto.SerializeToString()
 
 
