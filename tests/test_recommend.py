@@ -117,3 +117,25 @@ def test_bad_input(args, needle):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("edgecv: error:")
+
+
+@pytest.mark.slow
+def test_shipped_registry_features_match_a_fresh_build():
+    """The cached deployed ops recommend predicts from equal those of a model built now (Keras builder)."""
+    from edgecv.devices.features import build_entry
+    from edgecv.sweep.registry_features import _cache
+
+    name = "mobilenet_v2_0.35_96"
+    shipped = _cache()[name]
+    fresh = build_entry(name)
+    assert shipped["macs"] == fresh["macs"] and shipped["peak_activation_elems"] == fresh["peak_activation_elems"]
+    assert [list(r) for r in shipped["ops"]] == [list(r) for r in json.loads(json.dumps(fresh["ops"]))]
+    # and the MACs agree with the published figure (slim README: 11 M at 0.35-96, see README's note: 11.9 M)
+    assert abs(fresh["macs"] - 11.93e6) / 11.93e6 < 0.01
+
+
+def test_every_registered_variant_has_features():
+    from edgecv.builders.registry import list_models
+    from edgecv.sweep.registry_features import available
+
+    assert available() == list_models()
