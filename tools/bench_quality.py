@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Quantization quality on real trained models: what each precision costs in test accuracy.
+
+Trains edgecv registry models (MobileNetV2 alpha 0.35, EfficientNet-Lite0, EfficientNet-B0; 10 classes at
+32 px) on scikit-learn's handwritten digits (upscaled to RGB 32 px, seeded stratified split: 1347 train,
+450 test; nothing downloaded), then converts each with ``edgecv.conversion.quantize`` to TFLite float16,
+dynamic and int8 and to ONNX float32 and int8, calibrating on training images only, and runs every artifact
+on the test set in its own runtime (LiteRT / ONNX Runtime). Per artifact: test accuracy, drop from the
+Keras float model (points), top-1 agreement with it, output SQNR (dB), file size.
+
+For EfficientNet-B0 (swish, squeeze-excite) the int8 TFLite conversion also runs edgecv's per-layer
+debug report (``debug_layers=True``); the worst layers it names are then kept in float with
+``float_layers=...`` and the test accuracy measured again.
+
+Writes ``<out>/quality.json`` and ``<out>/quality.md``. Seeded: ``--compare OLD.json`` prints the largest
+accuracy difference against an earlier run (the goal is < 0.5 point).
+
+    python tools/bench_quality.py [--out tools/results] [--models mobilenet_v2,lite0,b0] [--compare OLD.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import _digits  # noqa: E402
+import _machine  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Spec:
+    key: str
+    registry: str  # registry name; built with classes=10 and the benchmark resolution
+    epochs: int
+    learning_rate: float
+    overrides: dict = field(default_factory=dict)
+    debug: bool = False  # run the per-layer debug report and the --float-layers recovery
+
+
+MODELS = {
+    "mobilenet_v2": Spec("mobilenet_v2", "mobilenet_v2_0.35_224", epochs=16, learning_rate=5e-3),
+    "lite0": Spec("lite0", "efficientnet_lite0", epochs=16, learning_rate=1e-3),
+    "b0": Spec("b0", "efficientnet_b0", epochs=16, learning_rate=1e-3, debug=True),
+}
+# (format, precision): the artifacts each model is converted to.
+ARTIFACTS = (("tflite", "float16"), ("tflite", "dynamic"), ("tflite", "int8"), ("onnx", "float32"),
+             ("onnx", "int8"))
+CALIB_SAMPLES = 200
+FLOAT_LAYERS_K = 3  # how many of the debug report's worst layers to keep in float
+GOAL_DROP_POINTS = 1.0
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def evaluate(path: str, x: np.ndarray, y: np.ndarray, ref: np.ndarray, float_acc: float) -> dict:
+    from edgecv.conversion.verify import sqnr_db
+
+    out = _digits.run_on(path, x)
+    acc = _digits.accuracy(out, y)
+    return {"test_accuracy": round(acc, 4), "drop_points": round(100 * (float_acc - acc), 2),
+            "top1_agreement": round(float(np.mean(out.argmax(1) == ref.argmax(1))), 4),
+            "sqnr_db": round(sqnr_db(ref, out), 2)}
+
+
+def convert_and_eval(model, fmt: str, precision: str, calib: Path, outdir: Path, data: dict, float_acc: float,
+                     **kw) -> dict:
+    from edgecv.conversion.api import quantize
+
+    t0 = time.perf_counter()
+    res = quantize(model, precision, format=fmt, calib=str(calib), samples=CALIB_SAMPLES, output=str(outdir),
+                   seed=0, **kw)
+    wall = time.perf_counter() - t0
+    row = {"format": fmt, "precision": precision, "file_bytes": res.file_bytes,
+           "convert_seconds": res.convert_seconds, "quantize_call_seconds": round(wall, 2),
+           "float_ops": list(res.float_ops), "float_layers": list(res.float_layers)}
+    row.update(evaluate(res.path, data["x"], data["y"], data["ref"], float_acc))
+    if res.debug_layers:
+        row["debug_layers"] = [
+            {"layer": e.layer, "fused": list(e.fused), "op": e.op, "rmse_over_scale": e.rmse_over_scale}
+            for e in res.debug_layers]
+    return row
+
+
+def run_model(spec: Spec, digits: _digits.Digits, workdir: Path, seed: int) -> dict:
+    t0, c0 = time.perf_counter(), time.process_time()
+    log(f"{spec.key}: training {spec.registry} ({spec.epochs} epochs)")
+    tr = _digits.train(spec.registry, digits, epochs=spec.epochs, learning_rate=spec.learning_rate, seed=seed,
+                       **spec.overrides)
+    model = tr.model
+    model.name = tr.name  # the registry name: the sidecar then records the family's preprocessing
+    log(f"{spec.key}: float test accuracy {tr.float_accuracy:.4f} (train {tr.train_seconds:.0f} s)")
+    x_test = tr.preprocessing.apply(digits.x_test)
+    ref = _digits.keras_predict(model, x_test)
+    data = {"x": x_test, "y": digits.y_test, "ref": ref}
+    calib = _digits.save_calibration(workdir / f"{tr.name}_calib.npy", tr.preprocessing, digits.x_train)
+    out = {"model": tr.name, "registry": spec.registry, "resolution": digits.resolution, "params": tr.params,
+           "epochs": tr.epochs, "learning_rate": spec.learning_rate, "float_test_accuracy": round(tr.float_accuracy, 4),
+           "build_seconds": round(tr.build_seconds, 2), "train_seconds": round(tr.train_seconds, 1),
+           "artifacts": []}
+    for fmt, precision in ARTIFACTS:
+        debug = spec.debug and fmt == "tflite" and precision == "int8"
+        log(f"{spec.key}: {fmt} {precision}" + (" (+ per-layer debug report)" if debug else ""))
+        row = convert_and_eval(model, fmt, precision, calib, workdir, data, tr.float_accuracy,
+                               debug_layers=debug)
+        log(f"{spec.key}: {fmt} {precision}: accuracy {row['test_accuracy']:.4f} drop {row['drop_points']:+.2f} "
+            f"agreement {row['top1_agreement']:.4f} SQNR {row['sqnr_db']:.1f} dB")
+        out["artifacts"].append(row)
+        if debug and row.get("debug_layers"):
+            culprits = []
+            for e in row["debug_layers"]:
+                if e["layer"] not in culprits:
+                    culprits.append(e["layer"])
+            culprits = culprits[:FLOAT_LAYERS_K]
+            log(f"{spec.key}: int8 with --float-layers {','.join(culprits)}")
+            rec = convert_and_eval(model, "tflite", "int8", calib, workdir / "float_layers", data,
+                                   tr.float_accuracy, float_layers=culprits)
+            log(f"{spec.key}: int8 + float layers: accuracy {rec['test_accuracy']:.4f} drop "
+                f"{rec['drop_points']:+.2f} SQNR {rec['sqnr_db']:.1f} dB")
+            out["int8_float_layers"] = rec
+    out["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    out["cpu_seconds"] = round(time.process_time() - c0, 1)
+    return out
+
+
+def markdown(result: dict) -> str:
+    env = result["environment"]
+    lines = [f"Digits (scikit-learn, 8x8 upscaled to {result['resolution']} px RGB; "
+             f"{result['train_images']} train / {result['test_images']} test images, seed {result['seed']}), "
+             f"calibration on {CALIB_SAMPLES} training images. Machine `{env['machine']}`, {env['date_utc']}.",
+             "",
+             "| model | float acc. | artifact | test acc. | drop (points) | top-1 agreement | SQNR (dB) | size (KB) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for m in result["models"]:
+        rows = list(m["artifacts"])
+        if "int8_float_layers" in m:
+            rows.append(dict(m["int8_float_layers"], precision="int8 + float " + ",".join(
+                m["int8_float_layers"]["float_layers"])))
+        for i, a in enumerate(rows):
+            lines.append(f"| {m['model'] if i == 0 else ''} | {100 * m['float_test_accuracy']:.1f}% "
+                         f"| {a['format']} {a['precision']} | {100 * a['test_accuracy']:.1f}% "
+                         f"| {a['drop_points']:+.1f} | {100 * a['top1_agreement']:.1f}% | {a['sqnr_db']:.1f} "
+                         f"| {a['file_bytes'] / 1024:.0f} |")
+    for m in result["models"]:
+        dbg = next((a.get("debug_layers") for a in m["artifacts"] if a.get("debug_layers")), None)
+        if dbg:
+            lines += ["", f"Per-layer int8 error of {m['model']} (edgecv debug report, worst first, "
+                          "RMSE in quantization steps): "
+                      + ", ".join(f"`{e['layer']}` {e['rmse_over_scale']:.2f}" for e in dbg[:6])]
+    lines += ["", f"Total wall time {result['wall_seconds']:.0f} s, CPU {result['cpu_seconds']:.0f} s "
+                  f"(load average at start {env.get('load_average_start')})."]
+    return "\n".join(lines) + "\n"
+
+
+def compare(new: dict, old_path: Path) -> dict:
+    old = json.loads(old_path.read_text())
+    diffs = []
+    olds = {m["model"]: m for m in old["models"]}
+    for m in new["models"]:
+        o = olds.get(m["model"])
+        if not o:
+            continue
+        diffs.append(("float", m["model"], abs(m["float_test_accuracy"] - o["float_test_accuracy"])))
+        oa = {(a["format"], a["precision"]): a for a in o["artifacts"]}
+        for a in m["artifacts"]:
+            if (a["format"], a["precision"]) in oa:
+                diffs.append((f"{a['format']} {a['precision']}", m["model"],
+                              abs(a["test_accuracy"] - oa[(a["format"], a["precision"])]["test_accuracy"])))
+    worst = max(diffs, key=lambda d: d[2]) if diffs else None
+    return {"against": str(old_path), "compared": len(diffs),
+            "max_abs_accuracy_diff_points": round(100 * worst[2], 2) if worst else None,
+            "worst": {"artifact": worst[0], "model": worst[1]} if worst else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="output folder")
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
+    ap.add_argument("--resolution", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
+    ap.add_argument("--compare", default=None, help="an earlier quality.json: report the largest accuracy change")
+    args = ap.parse_args(argv)
+    keys = [k.strip() for k in args.models.split(",") if k.strip()]
+    bad = [k for k in keys if k not in MODELS]
+    if bad:
+        print(f"bench_quality: error: --models: unknown {bad[0]!r}; known: {', '.join(MODELS)}", file=sys.stderr)
+        return 2
+    t0, c0 = time.perf_counter(), time.process_time()
+    env = _machine.environment()
+    digits = _digits.load_digits(args.resolution, seed=args.seed)
+    result = {"benchmark": "quality", "environment": env, "dataset": "sklearn.datasets.load_digits",
+              "resolution": args.resolution, "seed": args.seed, "train_images": len(digits.x_train),
+              "test_images": len(digits.x_test), "calibration_samples": CALIB_SAMPLES,
+              "goal": f"int8 drop <= {GOAL_DROP_POINTS} point for MobileNetV2 and Lite0", "models": []}
+    with tempfile.TemporaryDirectory(prefix="edgecv-quality-") as tmp:
+        for k in keys:
+            spec = MODELS[k]
+            if args.epochs:
+                spec = Spec(spec.key, spec.registry, args.epochs, spec.learning_rate, spec.overrides, spec.debug)
+            result["models"].append(run_model(spec, digits, Path(tmp), args.seed))
+    result["wall_seconds"] = round(time.perf_counter() - t0, 1)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result["cpu_seconds"] = round(time.process_time() - c0 + children.ru_utime + children.ru_stime, 1)
+    env["load_average_end"] = _machine.load_average()
+    if args.compare:
+        result["reproducibility"] = compare(result, Path(args.compare))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from edgecv.fileio import write_json_atomic
+
+    write_json_atomic(out / "quality.json", result)
+    md = markdown(result)
+    (out / "quality.md").write_text(md)
+    print(md)
+    if "reproducibility" in result:
+        print(json.dumps(result["reproducibility"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
