@@ -86,6 +86,13 @@ def _timed(fn, repeats: int = 1):
     return best, out
 
 
+def _partial(rows: list[dict]) -> None:
+    """Rows so far, rewritten after each measurement (a long run that is stopped still leaves data)."""
+    path = os.environ.get("BENCH_PARTIAL")
+    if path:
+        Path(path).write_text(json.dumps(rows, indent=1) + "\n")
+
+
 def speed(models, samples: int, repeats: int, combos) -> list[dict]:
     from edgecv.builders.registry import create_model, get_config
     from edgecv.conversion.api import quantize
@@ -121,6 +128,7 @@ def speed(models, samples: int, repeats: int, combos) -> list[dict]:
                     "file_bytes": res.file_bytes, "direct_file_bytes": len(content),
                 }
                 rows.append(row)
+                _partial(rows)
                 print(json.dumps(row), file=sys.stderr)
     return rows
 
@@ -155,6 +163,7 @@ def quality(models, samples: int, verify_samples: int, head: str, combos) -> lis
                        if (fmt, "float32") in sizes else None,
                        "inputs": [t.dtype for t in res.inputs], "outputs": [t.dtype for t in res.outputs]}
                 rows.append(row)
+                _partial(rows)
                 print(json.dumps(row), file=sys.stderr)
     return rows
 

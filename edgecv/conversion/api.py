@@ -26,7 +26,8 @@ import numpy as np
 from edgecv.builders.arch import Preprocessing
 from edgecv.conversion.calibration import CalibrationData, CalibrationSummary, load_calibration
 from edgecv.conversion.progress import Reporter, native_output_silenced
-from edgecv.conversion.verify import Metrics, TensorInfo, compare, float_ops, run_artifact, tflite_ops
+from edgecv.conversion.verify import (Metrics, TensorInfo, compare, float_ops, inspect_io, run_artifact,
+                                     tflite_ops)
 from edgecv.errors import EdgecvError, GateFailed, suggest
 from edgecv.fileio import atomic_path, ensure_output_dir, write_json_atomic
 
@@ -413,9 +414,10 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
             m = compare(ref, run.output)
             verification = _gate(m, data_note, run.runtime, min_sqnr_db, min_top1_agreement)
             status = "ok" if verification.passed else "failed"
-        else:
-            run = run_artifact(tmp, None)
-        _check_io(run.inputs, run.outputs, format, precision, io_type, final)
+            inputs, outputs = run.inputs, run.outputs
+        else:  # no run: read the I/O in-process (no child process start-up cost)
+            inputs, outputs = inspect_io(content, format)
+        _check_io(inputs, outputs, format, precision, io_type, final)
 
     layer_report: tuple = ()
     if debug_layers:
@@ -433,7 +435,7 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
     result = ConversionResult(
         model=loaded.name, source=loaded.source, format=format, precision=precision, path=str(final),
         sidecar=str(final) + ".json", status=status, file_bytes=final.stat().st_size,
-        inputs=run.inputs, outputs=run.outputs,
+        inputs=inputs, outputs=outputs,
         preprocessing=preprocessing_dict(loaded.preprocessing, input_shape),
         calibration=data.summary if (precision == "int8" and data is not None) else None,
         verification=verification, convert_seconds=round(convert_s, 3),

@@ -154,6 +154,33 @@ def float_ops(ops: list[TfliteOp]) -> list[TfliteOp]:
             and any(d in ("float32", "float16") for d in op.input_dtypes + op.output_dtypes)]
 
 
+def inspect_io(content: bytes, fmt: str) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
+    """Input and output tensors of an artifact read in this process, without running it (--no-verify)."""
+    if fmt == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        it = Interpreter(model_content=content)
+
+        def conv(details) -> tuple[TensorInfo, ...]:
+            infos = [_tensor_info(d) for d in details]
+            return tuple(TensorInfo(**{**t, "shape": tuple(t["shape"])}) for t in infos)
+
+        return conv(it.get_input_details()), conv(it.get_output_details())
+    import onnx
+
+    proto = onnx.load_from_string(content)
+    inits = {t.name for t in proto.graph.initializer}
+
+    def info(vi) -> TensorInfo:
+        tt = vi.type.tensor_type
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)).name
+        shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim)
+        return TensorInfo(vi.name, dtype, shape)
+
+    return (tuple(info(v) for v in proto.graph.input if v.name not in inits),
+            tuple(info(v) for v in proto.graph.output))
+
+
 # --- the child process ------------------------------------------------------------------------------
 
 def _tensor_info(d: dict) -> dict:
