@@ -294,6 +294,12 @@ def test_unquantizable_op_is_named_unless_fallback(tmp_path):
     res = quantize(m, "int8", calib="synthetic", samples=4, verify_samples=2, allow_float_fallback=True,
                    output=tmp_path)
     assert res.float_ops == ("SIN (sine)",) and Path(res.path).exists()
+    assert res.verification is not None and res.verification.samples == 2
+    # --no-verify: nothing is run, the I/O is still read from the artifact.
+    res = quantize(m, "int8", calib="synthetic", samples=4, allow_float_fallback=True, verify=False, io="uint8",
+                   output=tmp_path / "nv.tflite")
+    assert res.verification is None and res.inputs[0].dtype == "uint8" and res.inputs[0].scale > 0
+    assert json.loads(Path(res.sidecar).read_text())["verification"] is None
 
 
 def test_float_layers_and_debug_layers(small, calib_npy, tmp_path):
