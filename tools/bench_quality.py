@@ -50,9 +50,9 @@ class Spec:
 
 
 MODELS = {
-    "mobilenet_v2": Spec("mobilenet_v2", "mobilenet_v2_0.35_224", epochs=16, learning_rate=5e-3),
-    "lite0": Spec("lite0", "efficientnet_lite0", epochs=16, learning_rate=1e-3),
-    "b0": Spec("b0", "efficientnet_b0", epochs=16, learning_rate=1e-3, debug=True),
+    "mobilenet_v2": Spec("mobilenet_v2", "mobilenet_v2_0.35_224", epochs=15, learning_rate=1e-2),
+    "lite0": Spec("lite0", "efficientnet_lite0", epochs=15, learning_rate=3e-3),
+    "b0": Spec("b0", "efficientnet_b0", epochs=15, learning_rate=3e-3, debug=True),
 }
 # (format, precision): the artifacts each model is converted to.
 ARTIFACTS = (("tflite", "float16"), ("tflite", "dynamic"), ("tflite", "int8"), ("onnx", "float32"),
