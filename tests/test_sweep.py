@@ -90,6 +90,13 @@ def test_point_key_changes_with_what_changes_the_result():
     assert k != point_key(p, base, {**v, "tensorflow-cpu": "2.22.0"})
     assert k != point_key(p, build_spec("mobilenet", alpha="0.5", resolution="128", precision="int8", samples=20), v)
     assert k != point_key(build_spec("mobilenet", alpha="0.5", resolution="160", precision="int8").points[0], base, v)
+    # a float point is not calibrated: --samples/--calib do not change it; host settings only with --measure-host
+    f32 = build_spec("mobilenet", alpha="0.5", resolution="128", precision="float32", samples=10)
+    kf = point_key(f32.points[0], f32, v)
+    assert kf == point_key(f32.points[0], build_spec("mobilenet", alpha="0.5", resolution="128",
+                                                     precision="float32", samples=20, host_runs=7), v)
+    assert kf != point_key(f32.points[0], build_spec("mobilenet", alpha="0.5", resolution="128",
+                                                     precision="float32", measure_host=True), v)
 
 
 # --- a real sweep: killed midway, resumed, cached --------------------------------------------
@@ -179,6 +186,19 @@ def test_sweep_report_renders_in_chromium(resumed_sweep, tmp_path):
     assert res["plots"][0]["points"] == 8  # 4 points x 2 devices
 
 
+def test_recommend_from_sweep(resumed_sweep):
+    out = resumed_sweep["out"]
+    r = edgecv("recommend", "--device", "rpi4", "--budget-ms", "1000", "--from-sweep", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    fits = json.loads(r.stdout)["fits"]
+    rows = {(x["model"], x["precision"]): x for x in json.loads((out / "results.json").read_text())["rows"]
+            if x["device"] == "rpi4"}
+    assert {(c["model"], c["precision"]) for c in fits} == set(rows)
+    for c in fits:
+        assert c["latency_ms"] == pytest.approx(rows[(c["model"], c["precision"])]["latency_ms.mean"], rel=1e-3)
+        assert c["published_top1"] is None  # 0.25 at 32/64 px is no published variant
+
+
 def test_rerun_is_all_cached_and_force_recomputes(resumed_sweep, tmp_path):
     out = resumed_sweep["out"]
     before = _point_files(out)
@@ -200,19 +220,6 @@ def test_rerun_is_all_cached_and_force_recomputes(resumed_sweep, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout)["computed"] == 1
     assert _point_files(out)[name] != before[name]
-
-
-def test_recommend_from_sweep(resumed_sweep):
-    out = resumed_sweep["out"]
-    r = edgecv("recommend", "--device", "rpi4", "--budget-ms", "1000", "--from-sweep", str(out), "--json")
-    assert r.returncode == 0, r.stderr
-    fits = json.loads(r.stdout)["fits"]
-    rows = {(x["model"], x["precision"]): x for x in json.loads((out / "results.json").read_text())["rows"]
-            if x["device"] == "rpi4"}
-    assert {(c["model"], c["precision"]) for c in fits} == set(rows)
-    for c in fits:
-        assert c["latency_ms"] == pytest.approx(rows[(c["model"], c["precision"])]["latency_ms.mean"], rel=1e-3)
-        assert c["published_top1"] is None  # 0.25 at 32/64 px is no published variant
 
 
 def test_python_api_and_error_points(tmp_path):

@@ -229,6 +229,7 @@ def run_sweep(spec: SweepSpec, output_dir: str | os.PathLike = "edgecv_sweep", *
             "points": len(spec.points), "failed": failed,
             "note": "published_top1: ImageNet top-1 published for the trained reference architecture "
                     "(models/paper_figures.csv), not measured on these untrained models",
+            "point_files": [paths.point_file(p, keys[p]).name for p in spec.points if p in done],
             "rows": rows}
     write_json_atomic(res_json, meta)
     write_text_atomic(res_csv, rows_to_csv(rows))

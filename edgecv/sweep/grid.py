@@ -224,11 +224,17 @@ def calib_identity(calib: str | None) -> str:
 def point_key(point: Point, spec: SweepSpec, versions: dict[str, str]) -> str:
     """Hash of the point's configuration, the options that change its result, and the tool versions."""
     opts = spec.conversion_options()
-    opts["calib"] = calib_identity(spec.calib)
-    if opts["host_threads"] is None and spec.measure_host:
-        from edgecv.profiling.api import default_threads
+    if point.precision == "int8":
+        opts["calib"] = calib_identity(spec.calib)
+    else:  # only int8 is calibrated: float points do not depend on --calib/--samples
+        opts["calib"] = opts["samples"] = None
+    if spec.measure_host:
+        if opts["host_threads"] is None:
+            from edgecv.profiling.api import default_threads
 
-        opts["host_threads"] = default_threads()
+            opts["host_threads"] = default_threads()
+    else:
+        opts.update(host_threads=None, host_runs=None, host_min_time_s=None)
     blob = json.dumps({"schema": SCHEMA, "point": asdict(point), "options": opts, "versions": versions},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()

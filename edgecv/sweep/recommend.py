@@ -92,9 +92,9 @@ def sweep_candidates(folder: str, device: str, precisions: tuple[str, ...], thre
     from edgecv.report.published import lookup
     from edgecv.sweep.api import _profile_from_dict, load_results
 
-    load_results(folder)  # a clear error when the folder is not a sweep
+    results = load_results(folder)  # a clear error when the folder is not a sweep
     out = []
-    for f in sorted((Path(folder) / "points").glob("*.json")):
+    for f in [Path(folder) / "points" / n for n in results.get("point_files", [])]:
         try:
             rec = json.loads(f.read_text())
         except (OSError, ValueError):
