@@ -357,7 +357,7 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
         else:
             data = load_calibration(spec, input_shape=input_shape, preprocessing=loaded.preprocessing,
                                     samples=cal_samples, holdout=verify_samples if verify else 0, seed=seed,
-                                    reporter=reporter)
+                                    reporter=reporter, warn_few=precision == "int8")
         s = data.summary
         data_note = {"dir": "held-out images from --calib", "npy": "held-out rows of --calib",
                      "npz": "held-out rows of --calib", "synthetic": "random noise pixels",

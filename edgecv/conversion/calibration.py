@@ -112,7 +112,7 @@ def describe_preprocessing(pre: Preprocessing, size: tuple[int, int]) -> str:
 
 def load_calibration(spec: str | os.PathLike | None, *, input_shape: tuple[int | None, ...],
                      preprocessing: Preprocessing, samples: int = 100, holdout: int = 16, seed: int = 0,
-                     reporter: Reporter | None = None) -> CalibrationData:
+                     reporter: Reporter | None = None, warn_few: bool = True) -> CalibrationData:
     """Load ``samples`` calibration and ``holdout`` verification samples from ``spec``.
 
     ``spec``: a folder of JPEG/PNG images, a ``.npy``/``.npz`` array already preprocessed (N, H, W, C),
@@ -173,9 +173,9 @@ def load_calibration(spec: str | os.PathLike | None, *, input_shape: tuple[int |
         held = arr[:holdout] if holdout else arr[:0]
         if holdout and spec is not None:
             reporter.warn(f"--calib: only {n} sample(s); verification reuses calibration samples")
-    if len(calib) < samples and spec is not None:
+    if len(calib) < samples and spec is not None and warn_few:
         reporter.warn(f"--calib: {len(calib)} calibration sample(s) available, fewer than --samples {samples}")
-    if len(calib) < FEW_SAMPLES and spec is not None:
+    if len(calib) < FEW_SAMPLES and spec is not None and warn_few:
         reporter.warn(f"calibrating on {len(calib)} sample(s) (fewer than {FEW_SAMPLES}): "
                       "int8 scales may be unreliable")
     summary = CalibrationSummary(
