@@ -57,6 +57,9 @@ print(json.dumps({"median_ms": float(np.median(t)), "mean_ms": float(np.mean(t))
 
 def build_models(out: Path) -> dict[str, str]:
     """MobileNetV2 1.0-224 as float32 and full-integer int8 TFLite (calibrated on scikit-image photos)."""
+    paths = {"float32": out / "mobilenet_v2_1.00_224_float32.tflite", "int8": out / "mobilenet_v2_1.00_224_int8.tflite"}
+    if all(p.exists() for p in paths.values()):
+        return {k: str(v) for k, v in paths.items()}
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
     import tensorflow as tf
@@ -64,7 +67,6 @@ def build_models(out: Path) -> dict[str, str]:
     from edgecv.builders.registry import create_model
 
     model = create_model("mobilenet_v2_1.00_224")
-    paths = {"float32": out / "mobilenet_v2_1.00_224_float32.tflite", "int8": out / "mobilenet_v2_1.00_224_int8.tflite"}
     if not paths["float32"].exists():
         paths["float32"].write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
     if not paths["int8"].exists():
@@ -139,7 +141,15 @@ def main(argv=None) -> int:
         models = {"float32": a.float32, "int8": a.int8}
     else:
         os.makedirs(a.model_dir, exist_ok=True)
-        models = build_models(Path(a.model_dir))
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)  # TensorFlow's converter prints on stdout; keep stdout for the JSON report
+        try:
+            models = build_models(Path(a.model_dir))
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
     methods = {"edgecv": edgecv_median, "bare_interpreter": bare_median, "litert_benchmark": litert_benchmark_median}
     rounds: dict[str, dict[str, list]] = {m: {k: [] for k in methods} for m in models}
     extra = {}
