@@ -7,9 +7,10 @@ has the expected I/O dtypes, int8 files are at most a third of float32, float16 
 ONNX match Keras to >= 40 dB SQNR.
 
 The softmax of a random-weight 1000-class head is almost flat (max ~0.003), below one int8 output step
-(1/256), so int8 SQNR on probabilities is ~0 dB by construction. The int8 quality floors are therefore
-checked on the same network with a logits head (``classifier_activation=None``); the README lists the
-figures measured by ``tools/bench_convert.py --quality``.
+(1/256), so int8 SQNR on probabilities is ~0 dB by construction (measured 0.0-0.9 dB). int8 is therefore
+converted and checked on the same network with a logits head (``classifier_activation=None``, same
+weights); the README lists the measured figures. Measured with 32/16 photos: int8 logits SQNR 10.3-13.4 dB
+(TFLite), 8.4-10.4 dB (ONNX), top-1 agreement 0.44-0.81.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ MODELS = ["mobilenet_v1_0.50_224", "mobilenet_v2_1.00_224", "efficientnet_b0", "
 COMBOS = [("tflite", "float32"), ("tflite", "float16"), ("tflite", "dynamic"), ("tflite", "int8"),
           ("onnx", "float32"), ("onnx", "int8")]
 CALIB, HELD = 32, 16
-# int8 floors (logits head, 32 calibration photos, 16 held-out): set below what we measured.
-INT8_FLOOR_DB = {"tflite": 3.0, "onnx": 3.0}
+# int8 floors (logits head, 32 calibration photos, 16 held-out): below the measured 10.3 / 8.4 dB minimums.
+INT8_FLOOR_DB = {"tflite": 6.0, "onnx": 5.0}
 
 
 def _prepared(name: str, head: str | None):
@@ -42,17 +43,23 @@ def _prepared(name: str, head: str | None):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_every_precision_and_format(name, tmp_path):
+    from edgecv.builders.registry import create_model
     from edgecv.conversion.api import quantize
     from edgecv.conversion.calibration import sample_images
     from edgecv.conversion.verify import run_artifact
 
-    model, cfg = _prepared(name, "softmax")
+    # One recalibrated network, two heads sharing its weights: softmax (as registered) for the float
+    # precisions, logits for int8 (see the module docstring).
+    logits_model, cfg = _prepared(name, None)
+    model = create_model(cfg, classifier_activation="softmax")
+    model.set_weights(logits_model.get_weights())
     x = cfg.spec.preprocessing.apply(sample_images(CALIB + HELD, cfg.resolution, seed=7))
     npy = tmp_path / "calib.npy"
     np.save(npy, x)
     res = {}
     for fmt, precision in COMBOS:
-        r = quantize(model, precision, format=fmt, calib=npy, samples=CALIB, verify_samples=HELD,
+        m = logits_model if precision == "int8" else model
+        r = quantize(m, precision, format=fmt, calib=npy, samples=CALIB, verify_samples=HELD,
                      output=tmp_path / "out")
         res[fmt, precision] = r
         assert Path(r.path).name == f"{name}_{precision}.{fmt}"
@@ -66,19 +73,12 @@ def test_every_precision_and_format(name, tmp_path):
     for fmt in ("tflite", "onnx"):
         ratio = res[fmt, "int8"].file_bytes / res[fmt, "float32"].file_bytes
         assert ratio <= 1 / 3, f"{fmt} int8 is {ratio:.1%} of float32"
+        v = res[fmt, "int8"].verification
+        assert v.sqnr_db >= INT8_FLOOR_DB[fmt]
+        assert v.top1_agreement >= 0.2  # chance is 0.001
     assert res["tflite", "float16"].verification.sqnr_db >= 40
     assert res["onnx", "float32"].verification.sqnr_db >= 40
     assert res["tflite", "float32"].verification.sqnr_db >= 60
     # LiteRT loads and runs the int8 file in a process that never imports TensorFlow.
     run = run_artifact(res["tflite", "int8"].path, x[:2])
     assert not run.tensorflow_imported and run.output.shape == (2, 1000)
-
-    # int8 quality on the logits of the same architecture (see the module docstring).
-    logits_model, _ = _prepared(name, None)
-    for fmt in ("tflite", "onnx"):
-        r = quantize(logits_model, "int8", format=fmt, calib=npy, samples=CALIB, verify_samples=HELD,
-                     output=tmp_path / "logits")
-        v = r.verification
-        print(f"{name} {fmt} int8 (logits): SQNR {v.sqnr_db:.2f} dB top-1 {v.top1_agreement:.3f}")
-        assert v.sqnr_db >= INT8_FLOOR_DB[fmt]
-        assert v.top1_agreement >= 0.2  # chance is 0.001
