@@ -63,7 +63,7 @@ def _one_line(msg: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI and map every outcome to an exit code."""
     try:
-        cli.main(args=argv, prog_name="edgecv", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="edgecv", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
@@ -83,4 +83,4 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"edgecv: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
                    "(set EDGECV_DEBUG=1 for the traceback)", err=True)
         sys.exit(1)
-    sys.exit(0)
+    sys.exit(rc if isinstance(rc, int) else 0)
