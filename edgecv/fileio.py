@@ -23,6 +23,9 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
     suffix = final.suffix if suffix is None else suffix
     fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".part{suffix}", dir=final.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; artifacts follow the umask like any other file
     tmp_path = Path(tmp)
     try:
         yield tmp_path

@@ -108,8 +108,8 @@ def profile(path, runtime, threads, warmup_runs, runs, min_time_s, cpus, static_
                      ("--benchmark-binary", benchmark_binary)):
         if val is not None and not target:
             raise click.UsageError(f"{opt} needs --target. Received: {opt} {val!r}")
-    if budget_ms is not None and not device:
-        raise click.UsageError("--budget-ms needs --device")
+    if budget_ms is not None and not (device or compare_device):
+        raise click.UsageError("--budget-ms needs --device or --compare-device")
     if cpus is not None:
         from edgecv.profiling.runner import parse_cpus
 
@@ -128,13 +128,21 @@ def profile(path, runtime, threads, warmup_runs, runs, min_time_s, cpus, static_
         predict_profile = _lazy("edgecv.devices.predict", "predict_profile", "--device")
         from edgecv.profiling.api import static_profile
 
+        from edgecv.devices.profile import load_profile
+
+        load_profile(device)  # a mistyped device fails now, before the model is read
         say(f"reading [bold]{escape(path)}[/bold] ...")
         res = predict_profile(static_profile(path), device, threads, budget_ms)
     elif target:
         profile_target = _lazy("edgecv.targets", "profile_target", "--target")
         say(f"profiling [bold]{escape(path)}[/bold] on {escape(target)} ...")
+        if compare_device:
+            from edgecv.devices.profile import load_profile
+
+            load_profile(compare_device)
         res = profile_target(path, target, threads, warmup_runs, runs, min_time_s, compare_device=compare_device,
-                             save_anchor=save_anchor, benchmark_binary=benchmark_binary)
+                             save_anchor=save_anchor, benchmark_binary=benchmark_binary, cpus=cpus,
+                             runtime=runtime, timeout_s=timeout_s, budget_ms=budget_ms)
     else:
         from edgecv.profiling.api import profile as run_profile
 
@@ -223,9 +231,15 @@ def render(res, show_ops: bool = False) -> None:
     t.add_row("parameters", f"{res.params:,}")
     t.add_row("weights", f"{_mib(res.weights_bytes)} (file {_mib(res.file_bytes)})")
     t.add_row("peak activations", f"{_mib(res.peak_activation_bytes)} ({res.peak_activation_bytes:,} B, by liveness)")
-    if res.prediction:
-        for k, v in res.prediction.items():
-            t.add_row(f"  {k}", str(v))
+    if res.prediction and res.mode == "predicted":
+        from edgecv.devices.predict import prediction_rows
+
+        for label, text in prediction_rows(res.prediction):
+            t.add_row(label, escape(text))
+    elif res.prediction:  # a target measurement compared with a device's prediction
+        from edgecv.targets.anchor import format_comparison
+
+        t.add_row("compared", escape(format_comparison(res)))
     env = res.env or {}
     if env:
         isa = ", ".join(k for k, v in (env.get("isa") or {}).items() if v)
