@@ -254,11 +254,11 @@ def _load_dir(folder: Path, shape: tuple[int, int, int], pre: Preprocessing, wan
                 advance(1)
             except Exception:  # noqa: BLE001 - any decoder failure means "unreadable image"
                 bad.append(images[idx].name)
+    if not out:
+        raise EdgecvError(f"--calib: none of the {len(images)} image(s) in {str(folder)!r} could be read")
     if bad:
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
         reporter.warn(f"--calib: skipped {len(bad)} unreadable image(s): {shown}")
-    if not out:
-        raise EdgecvError(f"--calib: none of the {len(images)} image(s) in {str(folder)!r} could be read")
     return pre.apply(np.stack(out)), len(images), len(bad)
 
 

@@ -73,7 +73,9 @@ class RichReporter(Reporter):
         if total is not None:
             cols.append(MofNCompleteColumn())
         cols.append(TimeElapsedColumn())
-        with Progress(*cols, console=self.console, transient=False) as bar:
+        # transient: bars vanish when done (and never print when stderr is not a terminal),
+        # so an error stays the only line on stderr
+        with Progress(*cols, console=self.console, transient=True) as bar:
             tid = bar.add_task(description, total=total)
             yield lambda n=1: bar.advance(tid, n)
             if total is not None:
