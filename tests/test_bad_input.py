@@ -93,6 +93,19 @@ CASES = [
     # devices
     case(["devices", "show", "rpi9"], "rpi9"),
     case(["devices", "show", "raspberry"], "raspberry"),
+    case(["profile", "{d}/random.tflite", "--device", "rpi44"], "--device", "rpi44"),
+    # sweep
+    case(["sweep", "--family", "mobilenet", "--alpha", "0.5,,x"], "--alpha", "0.5,,x"),
+    case(["sweep", "--family", "mobilenet", "--alpha", "x"], "--alpha", "x"),
+    case(["sweep", "--family", "mobilenet", "--alpha", "0.5", "--device", "rpi9"], "--device", "rpi9"),
+    case(["sweep", "--family", "mobilenet", "--alpha", ",".join(f"{a / 10:.1f}" for a in range(1, 14)),
+          "--resolution", "32,64,96,128,160,192,224,256", "--precision", "float32,float16,int8",
+          "--format", "tflite,onnx"], "520 points", "--yes", id="sweep 520 points without --yes"),
+    case(["sweep", "--family", "resnet", "--alpha", "0.5"], "resnet"),
+    # recommend
+    case(["recommend", "--device", "rpi9", "--budget-ms", "30"], "--device", "rpi9"),
+    case(["recommend", "--device", "rpi4", "--budget-ms", "-3"], "--budget-ms", "-3"),
+    case(["recommend", "--device", "rpi4", "--budget-ms", "30", "--min-top1", "7"], "--min-top1", "7"),
 ]
 
 
@@ -106,7 +119,7 @@ def test_bad_input(tmp_path, files, cmd, fragments):
     out = tmp_path / "out"
     out.mkdir()
     args = [a.replace("{d}", str(files)) for a in cmd]
-    if cmd[0] in ("build", "quantize") and "-o" not in cmd:
+    if cmd[0] in ("build", "quantize", "sweep") and "-o" not in cmd:
         args += ["-o", str(out)]
     before_in, before_out = _snapshot(files), _snapshot(out)
     res = subprocess.run([sys.executable, "-m", "edgecv", *args], capture_output=True, text=True, timeout=600,
