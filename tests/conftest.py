@@ -39,17 +39,7 @@ def photos(n: int, size: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def recalibrate_bn(model, x: np.ndarray) -> None:
-    """Set every BatchNorm's moving statistics to the batch statistics of ``x`` (one training pass)."""
-    import keras
-
-    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    saved = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.momentum = 0.0
-    model(x, training=True)
-    for bn, m in zip(bns, saved):
-        bn.momentum = m
+from edgecv.builders.batchnorm import recalibrate_batchnorm as recalibrate_bn  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")

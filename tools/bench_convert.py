@@ -36,17 +36,7 @@ COMBOS = (("tflite", "float32"), ("tflite", "float16"), ("tflite", "dynamic"), (
           ("onnx", "float32"), ("onnx", "int8"))
 
 
-def recalibrate_bn(model, x: np.ndarray) -> None:
-    """BatchNorm moving statistics := batch statistics of ``x`` (momentum 0, one training pass)."""
-    import keras
-
-    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    saved = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.momentum = 0.0
-    model(x, training=True)
-    for bn, m in zip(bns, saved):
-        bn.momentum = m
+from edgecv.builders.batchnorm import recalibrate_batchnorm as recalibrate_bn  # noqa: E402
 
 
 def _direct_same_route(model, fmt: str, precision: str, calib: np.ndarray) -> bytes:

@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("profiling a .keras file needs TensorFlow: pip install 'edgecv[build]'\n")
         return 2
     try:
-        model = keras.models.load_model(src, compile=False)
+        model = keras.saving.load_model(src, compile=False, safe_mode=True)
     except Exception as exc:
         sys.stderr.write(f"not a readable .keras model: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}\n")
         return 2

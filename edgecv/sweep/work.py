@@ -14,30 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgecv.builders.batchnorm import recalibrate_batchnorm
+
 BN_PHOTOS = 16
 
 
 def init_worker() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
-
-def recalibrate_batchnorm(model, pixels) -> None:
-    """Set every BatchNorm's moving statistics to the batch statistics of ``pixels`` (one training pass).
-
-    A freshly initialised model has mean 0 / variance 1 statistics and gives degenerate outputs; with
-    statistics of real photos its activations have realistic ranges, so int8 calibration and the
-    verification figures (SQNR, top-1 agreement) mean something. Latency does not depend on weights.
-    """
-    import keras
-
-    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    saved = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.momentum = 0.0
-    model(pixels, training=True)
-    for bn, m in zip(bns, saved):
-        bn.momentum = m
 
 
 def build_stage(model_name: str, path: str, seed: int = 0) -> dict[str, Any]:
