@@ -32,7 +32,12 @@ def keras_reference(name: str):
 
 
 def weight_layout(model):
-    return [(layer.name, [tuple(w.shape) for w in layer.weights]) for layer in model.layers if layer.weights]
+    """(layer name, weight shapes) of every layer with weights. keras.applications leaves its Normalization
+    layer auto-named, so its name depends on how many were made before ("normalization_3")."""
+    import re
+
+    return [(re.sub(r"^normalization_\d+$", "normalization", layer.name), [tuple(w.shape) for w in layer.weights])
+            for layer in model.layers if layer.weights]
 
 
 CASES = ([f"mobilenet_v1_{a:.2f}_224" for a in MOBILENET_ALPHAS]
