@@ -129,7 +129,14 @@ def test_shipped_registry_features_match_a_fresh_build():
     shipped = _cache()[name]
     fresh = build_entry(name)
     assert shipped["macs"] == fresh["macs"] and shipped["peak_activation_elems"] == fresh["peak_activation_elems"]
-    assert [list(r) for r in shipped["ops"]] == [list(r) for r in json.loads(json.dumps(fresh["ops"]))]
+    # Layers keras names automatically ("global_average_pooling2d") get a suffix that depends on how many
+    # were built before in the process ("global_average_pooling2d_57"): compare their base names.
+    import re
+
+    def canon(rows):
+        return [[re.sub(r"_\d+$", "", v) if i == 2 else v for i, v in enumerate(r)] for r in rows]
+
+    assert canon(shipped["ops"]) == canon(json.loads(json.dumps(fresh["ops"])))
     # and the MACs agree with the published figure (slim README: 11 M at 0.35-96, see README's note: 11.9 M)
     assert abs(fresh["macs"] - 11.93e6) / 11.93e6 < 0.01
 
