@@ -136,6 +136,12 @@ def profile(path: str | os.PathLike, runtime: str | None = None, threads: int | 
     res = _static_result(str(path), sa, mode="measured", device="host")
     if converted_from:
         res.file_bytes = os.path.getsize(path)
+    return apply_runner_json(res, m, warmup_runs=warmup_runs, min_time_s=min_time_s, converted=converted_from)
+
+
+def apply_runner_json(res: ProfileResult, m: dict, warmup_runs: int | None = None, min_time_s: float | None = None,
+                      converted: str | None = None) -> ProfileResult:
+    """Fill a ProfileResult's measured fields from ``runner.py``'s JSON object (host or target)."""
     res.latency_ms = LatencyStats(**m["latency_ms"])
     res.init_ms = m["init_ms"]
     res.first_inference_ms = m["first_inference_ms"]
@@ -143,10 +149,11 @@ def profile(path: str | os.PathLike, runtime: str | None = None, threads: int | 
     res.rss_growth_bytes = m["rss_growth_bytes"]
     res.runtime = dict(m["runtime"])
     res.runtime["warmup_runs"] = m.get("warmup_runs", warmup_runs)
-    res.runtime["min_time_s"] = float(min_time_s)
-    if converted_from:
-        res.runtime["converted_from"] = converted_from
+    if min_time_s is not None:
+        res.runtime["min_time_s"] = float(min_time_s)
+    if converted:
+        res.runtime["converted_from"] = converted
     if m.get("cpus"):
         res.runtime["cpus"] = m["cpus"]
-    res.env = m["env"]
+    res.env = dict(m.get("env") or {})
     return res

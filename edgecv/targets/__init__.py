@@ -196,20 +196,9 @@ def _profile_ssh_file(path, run_path: Path, fmt, tgt, threads, warmup_runs, runs
 def apply_runner_json(res: ProfileResult, m: dict, warmup_runs: int | None = None, min_time_s: float | None = None,
                       converted: str | None = None) -> ProfileResult:
     """Fill a ProfileResult's measured fields from the runner's JSON object, as the host profiler does."""
-    res.latency_ms = LatencyStats(**m["latency_ms"])
-    res.init_ms = m["init_ms"]
-    res.first_inference_ms = m["first_inference_ms"]
-    res.peak_rss_bytes = m["peak_rss_bytes"]
-    res.rss_growth_bytes = m["rss_growth_bytes"]
-    res.runtime = dict(m["runtime"])
-    res.runtime["warmup_runs"] = m.get("warmup_runs", warmup_runs)
-    if min_time_s is not None:
-        res.runtime["min_time_s"] = float(min_time_s)
-    if converted:
-        res.runtime["converted_from"] = converted
-    if m.get("cpus"):
-        res.runtime["cpus"] = m["cpus"]
-    res.env = dict(m.get("env") or {})
+    from edgecv.profiling.api import apply_runner_json as fill
+
+    fill(res, m, warmup_runs=warmup_runs, min_time_s=min_time_s, converted=converted)
     res.env["target"] = res.device
     if m.get("inputs"):
         res.env["inputs"] = m["inputs"]
