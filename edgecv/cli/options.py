@@ -45,15 +45,20 @@ def stdout_console():
     return Console()
 
 
-def positive_int(opt: str):
-    """A click callback: an integer >= 1, else one-line error naming the option and the value."""
+def int_at_least(minimum: int, opt: str):
+    """A click callback: an integer >= ``minimum``, else one-line error naming the option and the value."""
 
     def check(ctx, param, value):
-        if value is not None and value < 1:
-            raise click.BadParameter(f"expected an integer >= 1. Received: {value!r}", param_hint=opt)
+        if value is not None and value < minimum:
+            raise click.BadParameter(f"expected an integer >= {minimum}. Received: {value!r}", param_hint=opt)
         return value
 
     return check
+
+
+def positive_int(opt: str):
+    """A click callback: an integer >= 1."""
+    return int_at_least(1, opt)
 
 
 def progress_status(message: str, quiet: bool = False):

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from edgecv.cli.options import output_options, positive_int, print_json, stderr_console, stdout_console
+from edgecv.cli.options import int_at_least, output_options, positive_int, print_json, stderr_console, stdout_console
 from edgecv.errors import EdgecvError
 
 SUMMARY_FIELDS = (
@@ -20,15 +20,6 @@ SUMMARY_FIELDS = (
 )
 OP_FIELDS = ("index", "type", "op_class", "dtype", "output_shape", "macs", "params", "weight_bytes",
              "activation_bytes", "input_bytes", "name")
-
-
-def _non_negative_int(opt: str):
-    def check(ctx, param, value):
-        if value is not None and value < 0:
-            raise click.BadParameter(f"expected an integer >= 0. Received: {value!r}", param_hint=opt)
-        return value
-
-    return check
 
 
 def _non_negative_float(opt: str):
@@ -69,7 +60,7 @@ def _lazy(module: str, attr: str, option: str):
               help="Runtime (default: litert for .tflite/.keras, onnxruntime for .onnx).")
 @click.option("--threads", type=int, callback=positive_int("--threads"),
               help="CPU threads (default: all available cores).")
-@click.option("--warmup-runs", type=int, default=5, show_default=True, callback=_non_negative_int("--warmup-runs"),
+@click.option("--warmup-runs", type=int, default=5, show_default=True, callback=int_at_least(0, "--warmup-runs"),
               help="Untimed runs after the first inference.")
 @click.option("--runs", type=int, default=50, show_default=True, callback=positive_int("--runs"),
               help="Minimum number of timed runs.")
