@@ -1,13 +1,20 @@
-"""Interruption: SIGKILL at random moments never leaves a partial artifact; Ctrl-C exits 130 in one line."""
+"""Interruption: SIGKILL at random moments never leaves a partial artifact; Ctrl-C exits 130 in one line.
+
+Covered writers: ``edgecv build`` (the .keras), ``edgecv quantize`` (the artifact and its sidecar JSON) and
+``edgecv sweep`` (results.json, results.csv, report.html and the files of its points).
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,3 +73,157 @@ def test_ctrl_c_exits_130_with_one_line_and_no_partial_file(tmp_path):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert lines == ["edgecv: interrupted"], err
     assert _final_files(out) == []
+
+
+# --- helpers for commands that start child processes -------------------------------------------------------
+
+def _start(cmd: list[str]) -> subprocess.Popen:
+    """Start ``cmd`` in its own process group, so a kill reaches its children (probe, verifier, workers) too."""
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the run finished and its group is gone
+        pass
+    proc.wait(timeout=60)
+
+
+def _kill_when(cmd: list[str], ready, delay_s: float, poll_s: float = 0.002) -> float:
+    """Run ``cmd``, wait until ``ready()`` (or the run ends), sleep ``delay_s`` and SIGKILL its process group.
+
+    Returns the seconds from start to the kill."""
+    t0 = time.monotonic()
+    proc = _start(cmd)
+    while proc.poll() is None and not ready():
+        time.sleep(poll_s)
+    time.sleep(delay_s)
+    when = time.monotonic() - t0
+    _kill(proc)
+    return when
+
+
+def _hidden_or(out: Path, allowed: set[str]) -> None:
+    """Only the final files named in ``allowed`` and hidden temporaries (``.name.*.part*``) are in ``out``."""
+    for p in out.iterdir():
+        assert p.name in allowed or (p.name.startswith(".") and ".part" in p.name), p
+
+
+# --- quantize: the artifact and its sidecar ----------------------------------------------------------------
+
+QUANT_NEW = ["--precision", "int8", "--calib", "synthetic", "--samples", "4", "--verify-samples", "2"]
+SIDECAR_KEYS = {"model", "source", "format", "precision", "path", "sidecar", "status", "file_bytes", "inputs",
+                "outputs", "preprocessing", "calibration", "verification", "versions", "io"}
+
+
+@pytest.fixture(scope="module")
+def quantize_old(tmp_path_factory):
+    """A built model and an "old" artifact with its sidecar: float32, where every new run writes int8, so old and
+    new files are told apart by their content."""
+    d = tmp_path_factory.mktemp("quantize")
+    subprocess.run([*BUILD, "-o", str(d)], check=True, capture_output=True, timeout=600)
+    (keras_file,) = d.glob("*.keras")
+    final = d / "out" / "model.tflite"
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-m", "edgecv", "quantize", str(keras_file), "--precision", "float32",
+                    "--no-verify", "-q", "-o", str(final)], check=True, capture_output=True, timeout=600)
+    duration = time.monotonic() - t0
+    return keras_file, final, final.read_bytes(), Path(f"{final}.json").read_bytes(), duration
+
+
+def _tflite_kind(data: bytes) -> str:
+    """The input dtype of a complete .tflite (LiteRT verifies the flatbuffer), else AssertionError."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    assert data[4:8] == b"TFL3", "not a TFLite flatbuffer"
+    it = Interpreter(model_content=data)
+    it.allocate_tensors()
+    return it.get_input_details()[0]["dtype"].__name__
+
+
+def _check_quantize_outputs(final: Path, old: bytes, old_side: bytes) -> tuple[str, str]:
+    """Each file at its final path is the old one, a new complete one or (sidecar only) absent, and a sidecar
+    always describes the artifact beside it. Returns the states, e.g. ("new", "absent")."""
+    side = Path(f"{final}.json")
+    _hidden_or(final.parent, {final.name, side.name})
+    data = final.read_bytes()
+    art = "old" if data == old else "new"
+    kind = _tflite_kind(data)
+    assert kind == ("float32" if art == "old" else "int8"), (art, kind)
+    if not side.exists():
+        return art, "absent"
+    text = side.read_bytes()
+    rec = json.loads(text)  # a partial sidecar does not parse
+    assert SIDECAR_KEYS <= set(rec), sorted(SIDECAR_KEYS - set(rec))
+    state = "old" if text == old_side else "new"
+    assert rec["precision"] == ("float32" if state == "old" else "int8"), (state, rec["precision"])
+    # the sidecar describes the file beside it, not the one it replaced
+    assert (rec["precision"], rec["file_bytes"]) == (kind, len(data)), \
+        f"{art} artifact ({kind}, {len(data)} bytes) beside a {state} sidecar ({rec['precision']}, {rec['file_bytes']} bytes)"
+    return art, state
+
+
+@pytest.mark.slow
+def test_quantize_sigkill_leaves_old_or_new_complete_artifact_and_sidecar(quantize_old):
+    """SIGKILL at random moments of ``edgecv quantize``: before the artifact is written, while its temporary is
+    verified, and just after it replaced the old artifact (before the sidecar is written).
+
+    quantize writes two files, the artifact then ``<artifact>.json``, each atomically; no rename makes the pair
+    atomic. The promise checked here: each file is the old one or a new complete one, and a sidecar always
+    describes the artifact beside it. A kill between the two renames may leave the new artifact with no sidecar
+    (quantize removes the old sidecar just before the new artifact replaces the old one): an artifact without its
+    sidecar says "not described", where an old sidecar would describe a different file (its precision, size and
+    verification), which is not acceptable.
+    """
+    keras_file, final, old, old_side, duration = quantize_old
+    cmd = [sys.executable, "-m", "edgecv", "quantize", str(keras_file), *QUANT_NEW, "-q", "-o", str(final)]
+    side = Path(f"{final}.json")
+    rng = np.random.default_rng(11)
+
+    def temporary_exists() -> bool:
+        return any(p.name.startswith(f".{final.stem}.") for p in final.parent.iterdir())
+
+    def replaced(ino: int):
+        return lambda: final.stat().st_ino != ino
+
+    seen = []
+    for trigger in ("time", "temporary", "replaced"):
+        final.write_bytes(old)  # "the old files"
+        side.write_bytes(old_side)
+        ready = {"time": lambda: True, "temporary": temporary_exists, "replaced": replaced(final.stat().st_ino)}
+        # the sidecar follows the artifact within ~10 ms: poll fast and kill at once to land in between
+        delay = {"time": rng.uniform(0.05, 0.6) * duration, "temporary": rng.uniform(0.0, 0.4),
+                 "replaced": rng.uniform(0.0, 0.003)}
+        when = _kill_when(cmd, ready[trigger], delay[trigger], poll_s=0.0005 if trigger == "replaced" else 0.002)
+        try:
+            seen.append((trigger, round(when, 2), *_check_quantize_outputs(final, old, old_side)))
+        except AssertionError as exc:
+            raise AssertionError(f"after a kill at {when:.2f}s ({trigger}): {exc}") from None
+    print(seen)
+
+
+KILL_AT_SIDECAR = r"""
+import os, signal, sys
+import edgecv.conversion.api as api
+
+def die(*args, **kwargs):  # the process is killed at the moment the sidecar would be written
+    os.kill(os.getpid(), signal.SIGKILL)
+
+api.write_json_atomic = die
+api.quantize(sys.argv[1], "int8", calib="synthetic", samples=4, verify_samples=2, output=sys.argv[2],
+             isolate_load=False)
+"""
+
+
+@pytest.mark.slow
+def test_quantize_killed_between_artifact_and_sidecar_leaves_no_stale_sidecar(quantize_old):
+    """The one moment random kills rarely hit: the new artifact is in place, its sidecar not yet written. The old
+    sidecar must not survive beside the new artifact (it would describe the old one)."""
+    keras_file, final, old, old_side, _ = quantize_old
+    final.write_bytes(old)
+    Path(f"{final}.json").write_bytes(old_side)
+    proc = subprocess.run([sys.executable, "-c", KILL_AT_SIDECAR, str(keras_file), str(final)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert _check_quantize_outputs(final, old, old_side) == ("new", "absent")

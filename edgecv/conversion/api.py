@@ -418,6 +418,9 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
         else:  # no run: read the I/O in-process (no child process start-up cost)
             inputs, outputs = inspect_io(content, format)
         _check_io(inputs, outputs, format, precision, io_type, final)
+        # The old sidecar describes the old artifact: remove it before the new artifact takes its place, so a
+        # run killed between the two writes leaves the new artifact without a sidecar, never with a wrong one.
+        Path(f"{final}.json").unlink(missing_ok=True)
 
     layer_report: tuple = ()
     if debug_layers:
