@@ -74,6 +74,8 @@ CASES = [
     case(["quantize", "mobilenet_v1_0.25_128", "--format", "onnx", "--precision", "float32", "--opset", "9"],
          "--opset", "9"),
     case(["quantize", "mobilenet_v1_0.25_128", "--precision", "float32", "-o", "{d}/afile/x.tflite"], "afile"),
+    case(["quantize", "mobilenet_v1_0.25_128", "--precision", "float16", "--reduce-range"], "--reduce-range",
+         "float16"),
     case(["quantize", "mobilenet_v1_0.25_128", "--precision", "float32", "--min-top1-agreement", "2"],
          "--min-top1-agreement", "2"),
     # profile

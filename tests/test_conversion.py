@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgecv.conversion.onnx_export import int8_kernels_saturate
 from edgecv.errors import EdgecvError, GateFailed
 
 NAME = "mobilenet_v1_0.50_128"
@@ -370,11 +371,68 @@ def test_onnx_float32_and_int8_qdq(small, calib_npy, tmp_path, opset):
     assert len(weights) == 28 and all(inits[n.input[0]].data_type == onnx.TensorProto.INT8 for n in weights)
     assert all(len(inits[n.input[1]].dims) == 1 and inits[n.input[1]].dims[0] > 1 for n in weights)
     assert q.inputs[0].dtype == "float32" and q.outputs[0].dtype == "float32"
-    # Independent check: run both in ONNX Runtime here and compare with Keras.
+    # Independent check: run it in ONNX Runtime here and compare with Keras. On x86 without VNNI edgecv
+    # verifies the QDQ graph as written (graph optimizations off) and reports the fused kernels beside it.
     order = np.random.default_rng(0).permutation(len(x))[:40]
     held = x[np.sort(order)][24:40]
     ref = np.asarray(model(held, training=False))
-    out = ort.InferenceSession(q.path, providers=["CPUExecutionProvider"]).run(None, {"input": held})[0]
-    assert q.verification.sqnr_db == pytest.approx(_sqnr(ref, out), abs=0.05)
-    assert q.verification.sqnr_db > 5
+
+    def ort_run(optimize: bool) -> np.ndarray:
+        so = ort.SessionOptions()
+        if not optimize:
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        return ort.InferenceSession(q.path, so, providers=["CPUExecutionProvider"]).run(None, {"input": held})[0]
+
+    v = q.verification
+    if int8_kernels_saturate():
+        assert "QDQ reference" in v.runtime
+        assert v.sqnr_db == pytest.approx(_sqnr(ref, ort_run(False)), abs=0.05)
+        assert v.host_kernels_sqnr_db == pytest.approx(_sqnr(ref, ort_run(True)), abs=0.05)
+    else:
+        assert v.host_kernels_sqnr_db is None
+        assert v.sqnr_db == pytest.approx(_sqnr(ref, ort_run(True)), abs=0.05)
+    assert v.sqnr_db > 5
     assert q.file_bytes <= Path(f32.path).stat().st_size / 3
+
+
+def _conv_weight_ints(path) -> np.ndarray:
+    """All int8 values of the per-channel conv kernels (4-D initializers behind a DequantizeLinear)."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(path)
+    inits = {t.name: t for t in proto.graph.initializer}
+    names = {n.input[0] for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits}
+    return np.concatenate([numpy_helper.to_array(inits[k]).ravel() for k in names if len(inits[k].dims) == 4])
+
+
+def test_onnx_int8_reduce_range_uses_7_bit_weights_and_host_kernels(small, calib_npy, tmp_path):
+    from edgecv.conversion.api import quantize
+
+    model, _ = small
+    full = quantize(model, "int8", format="onnx", calib=calib_npy, samples=24, output=tmp_path / "full")
+    red = quantize(model, "int8", format="onnx", calib=calib_npy, samples=24, output=tmp_path / "red",
+                   reduce_range=True)
+    w_full, w_red = _conv_weight_ints(full.path), _conv_weight_ints(red.path)
+    assert w_full.min() == -127 or w_full.max() == 127  # symmetric full range: +-127 is reached
+    assert w_red.min() >= -64 and w_red.max() <= 64 and np.abs(w_red).max() >= 63  # 7 bits
+    # 7-bit weights run in this CPU's fused kernels (nothing to saturate): no QDQ reference needed.
+    assert "QDQ reference" not in red.verification.runtime and red.verification.host_kernels_sqnr_db is None
+    assert red.verification.sqnr_db > 5
+
+
+@pytest.mark.parametrize("machine, flags, want", [
+    ("x86_64", "fpu sse2 avx2 fma", True),
+    ("x86_64", "fpu sse2 avx2 avx512f avx512_vnni", False),
+    ("x86_64", "fpu sse2 avx2 avx_vnni", False),
+    ("aarch64", "fp asimd asimddp", False),
+])
+def test_int8_kernels_saturate_reads_the_cpu_flags(tmp_path, monkeypatch, machine, flags, want):
+    import platform
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    assert int8_kernels_saturate(cpuinfo) is want
+    if machine == "x86_64":  # flags that cannot be read: assume the common case (no VNNI)
+        assert int8_kernels_saturate(tmp_path / "missing") is True

@@ -59,3 +59,27 @@ def test_int8_tflite_keeps_accuracy(trained, tmp_path):
     assert 100 * (tr.float_accuracy - acc) <= INT8_MARGIN_POINTS, (
         f"int8 {acc:.3f} vs float {tr.float_accuracy:.3f}")
     assert agreement >= MIN_AGREEMENT, f"int8/float top-1 agreement {agreement:.3f}"
+
+
+@pytest.mark.parametrize("reduce_range", [False, True])
+def test_int8_onnx_keeps_accuracy(trained, tmp_path, reduce_range):
+    """ONNX int8 (QDQ), as verified by edgecv: full-range weights (run as a QDQ reference on x86 without VNNI)
+    and 7-bit weights (``reduce_range``, run in this CPU's fused kernels) both keep the float accuracy."""
+    from edgecv.conversion.api import quantize
+    from edgecv.conversion.onnx_export import int8_kernels_saturate
+
+    data, tr = trained
+    calib = _digits.save_calibration(tmp_path / "calib.npy", tr.preprocessing, data.x_train)
+    res = quantize(tr.model, "int8", format="onnx", calib=str(calib), samples=100, output=str(tmp_path), seed=0,
+                   reduce_range=reduce_range)
+    assert res.status == "ok"
+    reference = not reduce_range and int8_kernels_saturate()
+    assert ("QDQ reference" in res.verification.runtime) is reference
+    x_test = tr.preprocessing.apply(data.x_test)
+    probs = _digits.run_on(res.path, x_test, qdq_reference=reference)
+    ref = _digits.keras_predict(tr.model, x_test)
+    acc = _digits.accuracy(probs, data.y_test)
+    agreement = float(np.mean(probs.argmax(1) == ref.argmax(1)))
+    assert 100 * (tr.float_accuracy - acc) <= INT8_MARGIN_POINTS, (
+        f"ONNX int8 {acc:.3f} vs float {tr.float_accuracy:.3f}")
+    assert agreement >= MIN_AGREEMENT, f"ONNX int8/float top-1 agreement {agreement:.3f}"

@@ -161,11 +161,15 @@ def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(probs, axis=1) == labels))
 
 
-def run_on(path: str | os.PathLike, x: np.ndarray, threads: int = 2) -> np.ndarray:
-    """Outputs of a converted artifact (.tflite in LiteRT, .onnx in ONNX Runtime) on model-ready ``x``."""
+def run_on(path: str | os.PathLike, x: np.ndarray, threads: int = 2, qdq_reference: bool = False) -> np.ndarray:
+    """Outputs of a converted artifact (.tflite in LiteRT, .onnx in ONNX Runtime) on model-ready ``x``.
+
+    ``qdq_reference``: ONNX Runtime with graph optimizations off (see ``edgecv.conversion.verify.run_artifact``).
+    """
     from edgecv.conversion.verify import run_artifact
 
-    out = run_artifact(Path(path), np.ascontiguousarray(x, np.float32), threads=threads).output
+    out = run_artifact(Path(path), np.ascontiguousarray(x, np.float32), threads=threads,
+                       qdq_reference=qdq_reference).output
     if out is None:
         raise RuntimeError(f"{path}: the runtime returned no output")
     return out.reshape(len(x), -1)

@@ -12,8 +12,13 @@ For EfficientNet-B0 (swish, squeeze-excite) the int8 TFLite conversion also runs
 debug report (``debug_layers=True``); the worst layers it names are then kept in float with
 ``float_layers=...`` and the test accuracy measured again.
 
-Writes ``<out>/quality.json`` and ``<out>/quality.md``. Seeded: ``--compare OLD.json`` prints the largest
-accuracy difference against an earlier run (the goal is < 0.5 point).
+ONNX int8 is made twice: full-range weights (what Arm CPUs and x86 with VNNI compute exactly) and
+``reduce_range=True`` (7-bit weights, for x86 without VNNI). On an x86 CPU without VNNI the full-range file is
+evaluated as a QDQ reference (ONNX Runtime with graph optimizations off: the arithmetic of a non-saturating
+int8 kernel) and also through this CPU's fused kernels, which saturate; both are reported.
+
+Writes ``<out>/quality_<machine>.json`` and ``.md`` (``<machine>``: ``_machine.machine_tag()``). Seeded:
+``--compare OLD.json`` prints the largest accuracy difference against an earlier run (the goal is < 0.5 point).
 
     python tools/bench_quality.py [--out tools/results] [--models mobilenet_v2,lite0,b0] [--compare OLD.json]
 """
@@ -51,12 +56,12 @@ class Spec:
 
 MODELS = {
     "mobilenet_v2": Spec("mobilenet_v2", "mobilenet_v2_0.35_224", epochs=15, learning_rate=1e-2),
-    "lite0": Spec("lite0", "efficientnet_lite0", epochs=15, learning_rate=3e-3),
+    "lite0": Spec("lite0", "efficientnet_lite0", epochs=15, learning_rate=1e-2),
     "b0": Spec("b0", "efficientnet_b0", epochs=15, learning_rate=3e-3, debug=True),
 }
-# (format, precision): the artifacts each model is converted to.
-ARTIFACTS = (("tflite", "float16"), ("tflite", "dynamic"), ("tflite", "int8"), ("onnx", "float32"),
-             ("onnx", "int8"))
+# (format, precision, quantize() options): the artifacts each model is converted to.
+ARTIFACTS = (("tflite", "float16", {}), ("tflite", "dynamic", {}), ("tflite", "int8", {}), ("onnx", "float32", {}),
+             ("onnx", "int8", {}), ("onnx", "int8", {"reduce_range": True}))
 CALIB_SAMPLES = 200
 FLOAT_LAYERS_K = 3  # how many of the debug report's worst layers to keep in float
 GOAL_DROP_POINTS = 1.0
@@ -66,10 +71,16 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def evaluate(path: str, x: np.ndarray, y: np.ndarray, ref: np.ndarray, float_acc: float) -> dict:
+def label(row: dict) -> str:
+    """How an artifact row is named in tables and comparisons: ``onnx int8 (7-bit weights)`` etc."""
+    return f"{row['format']} {row['precision']}" + (" (7-bit weights)" if row.get("reduce_range") else "")
+
+
+def evaluate(path: str, x: np.ndarray, y: np.ndarray, ref: np.ndarray, float_acc: float,
+             qdq_reference: bool = False) -> dict:
     from edgecv.conversion.verify import sqnr_db
 
-    out = _digits.run_on(path, x)
+    out = _digits.run_on(path, x, qdq_reference=qdq_reference)
     acc = _digits.accuracy(out, y)
     return {"test_accuracy": round(acc, 4), "drop_points": round(100 * (float_acc - acc), 2),
             "top1_agreement": round(float(np.mean(out.argmax(1) == ref.argmax(1))), 4),
@@ -79,6 +90,7 @@ def evaluate(path: str, x: np.ndarray, y: np.ndarray, ref: np.ndarray, float_acc
 def convert_and_eval(model, fmt: str, precision: str, calib: Path, outdir: Path, data: dict, float_acc: float,
                      **kw) -> dict:
     from edgecv.conversion.api import quantize
+    from edgecv.conversion.onnx_export import int8_kernels_saturate
 
     t0 = time.perf_counter()
     res = quantize(model, precision, format=fmt, calib=str(calib), samples=CALIB_SAMPLES, output=str(outdir),
@@ -86,8 +98,13 @@ def convert_and_eval(model, fmt: str, precision: str, calib: Path, outdir: Path,
     wall = time.perf_counter() - t0
     row = {"format": fmt, "precision": precision, "file_bytes": res.file_bytes,
            "convert_seconds": res.convert_seconds, "quantize_call_seconds": round(wall, 2),
-           "float_ops": list(res.float_ops), "float_layers": list(res.float_layers)}
-    row.update(evaluate(res.path, data["x"], data["y"], data["ref"], float_acc))
+           "float_ops": list(res.float_ops), "float_layers": list(res.float_layers),
+           "reduce_range": bool(kw.get("reduce_range"))}
+    reference = (fmt, precision) == ("onnx", "int8") and not kw.get("reduce_range") and int8_kernels_saturate()
+    row["runtime"] = "onnxruntime, QDQ reference (graph optimizations off)" if reference else res.verification.runtime
+    row.update(evaluate(res.path, data["x"], data["y"], data["ref"], float_acc, qdq_reference=reference))
+    if reference:  # the same file through this CPU's fused int8 kernels (no VNNI: they saturate)
+        row["host_kernels"] = evaluate(res.path, data["x"], data["y"], data["ref"], float_acc)
     if res.debug_layers:
         row["debug_layers"] = [
             {"layer": e.layer, "fused": list(e.fused), "op": e.op, "rmse_over_scale": e.rmse_over_scale}
@@ -111,12 +128,13 @@ def run_model(spec: Spec, digits: _digits.Digits, workdir: Path, seed: int) -> d
            "epochs": tr.epochs, "learning_rate": spec.learning_rate, "float_test_accuracy": round(tr.float_accuracy, 4),
            "build_seconds": round(tr.build_seconds, 2), "train_seconds": round(tr.train_seconds, 1),
            "artifacts": []}
-    for fmt, precision in ARTIFACTS:
+    for fmt, precision, opts in ARTIFACTS:
         debug = spec.debug and fmt == "tflite" and precision == "int8"
-        log(f"{spec.key}: {fmt} {precision}" + (" (+ per-layer debug report)" if debug else ""))
-        row = convert_and_eval(model, fmt, precision, calib, workdir, data, tr.float_accuracy,
-                               debug_layers=debug)
-        log(f"{spec.key}: {fmt} {precision}: accuracy {row['test_accuracy']:.4f} drop {row['drop_points']:+.2f} "
+        name = label({"format": fmt, "precision": precision, **opts})
+        log(f"{spec.key}: {name}" + (" (+ per-layer debug report)" if debug else ""))
+        row = convert_and_eval(model, fmt, precision, calib, workdir / ("7-bit" if opts else ""), data,
+                               tr.float_accuracy, debug_layers=debug, **opts)
+        log(f"{spec.key}: {name}: accuracy {row['test_accuracy']:.4f} drop {row['drop_points']:+.2f} "
             f"agreement {row['top1_agreement']:.4f} SQNR {row['sqnr_db']:.1f} dB")
         out["artifacts"].append(row)
         if debug and row.get("debug_layers"):
@@ -144,16 +162,26 @@ def markdown(result: dict) -> str:
              "",
              "| model | float acc. | artifact | test acc. | drop (points) | top-1 agreement | SQNR (dB) | size (KB) |",
              "|---|---|---|---|---|---|---|---|"]
+    notes = False
     for m in result["models"]:
         rows = list(m["artifacts"])
         if "int8_float_layers" in m:
             rows.append(dict(m["int8_float_layers"], precision="int8 + float " + ",".join(
                 m["int8_float_layers"]["float_layers"])))
         for i, a in enumerate(rows):
+            name = label(a) + (" [QDQ reference]" if "host_kernels" in a else "")
             lines.append(f"| {m['model'] if i == 0 else ''} | {100 * m['float_test_accuracy']:.1f}% "
-                         f"| {a['format']} {a['precision']} | {100 * a['test_accuracy']:.1f}% "
+                         f"| {name} | {100 * a['test_accuracy']:.1f}% "
                          f"| {a['drop_points']:+.1f} | {100 * a['top1_agreement']:.1f}% | {a['sqnr_db']:.1f} "
                          f"| {a['file_bytes'] / 1024:.0f} |")
+            if "host_kernels" in a:
+                h, notes = a["host_kernels"], True
+                lines.append(f"| | | {label(a)} [this CPU's kernels] | {100 * h['test_accuracy']:.1f}% "
+                             f"| {h['drop_points']:+.1f} | {100 * h['top1_agreement']:.1f}% | {h['sqnr_db']:.1f} | |")
+    if notes:
+        lines += ["", "[QDQ reference]: ONNX Runtime with graph optimizations off, the arithmetic of Arm and VNNI "
+                      "CPUs; [this CPU's kernels]: the same file through this x86 CPU's fused int8 kernels (no VNNI: "
+                      "they saturate on full-range weights); 7-bit weights: `--reduce-range`, for x86 without VNNI."]
     for m in result["models"]:
         dbg = next((a.get("debug_layers") for a in m["artifacts"] if a.get("debug_layers")), None)
         if dbg:
@@ -174,11 +202,10 @@ def compare(new: dict, old_path: Path) -> dict:
         if not o:
             continue
         diffs.append(("float", m["model"], abs(m["float_test_accuracy"] - o["float_test_accuracy"])))
-        oa = {(a["format"], a["precision"]): a for a in o["artifacts"]}
+        oa = {label(a): a for a in o["artifacts"]}
         for a in m["artifacts"]:
-            if (a["format"], a["precision"]) in oa:
-                diffs.append((f"{a['format']} {a['precision']}", m["model"],
-                              abs(a["test_accuracy"] - oa[(a["format"], a["precision"])]["test_accuracy"])))
+            if label(a) in oa:
+                diffs.append((label(a), m["model"], abs(a["test_accuracy"] - oa[label(a)]["test_accuracy"])))
     worst = max(diffs, key=lambda d: d[2]) if diffs else None
     return {"against": str(old_path), "compared": len(diffs),
             "max_abs_accuracy_diff_points": round(100 * worst[2], 2) if worst else None,
@@ -220,11 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         result["reproducibility"] = compare(result, Path(args.compare))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from edgecv.fileio import write_json_atomic
+    from edgecv.fileio import write_json_atomic, write_text_atomic
 
-    write_json_atomic(out / "quality.json", result)
+    stem = f"quality_{env['machine']}"
+    write_json_atomic(out / f"{stem}.json", result)
     md = markdown(result)
-    (out / "quality.md").write_text(md)
+    write_text_atomic(out / f"{stem}.md", md)
     print(md)
     if "reproducibility" in result:
         print(json.dumps(result["reproducibility"]))

@@ -41,6 +41,8 @@ def _fraction(ctx, param, value):
 @click.option("--io", "io_type", type=click.Choice(["int8", "uint8", "float32"]),
               help="int8 TFLite input/output type  [default: int8].")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (13 and up).")
+@click.option("--reduce-range", is_flag=True,
+              help="ONNX int8: 7-bit weights, for x86 targets without VNNI (their int8 kernels saturate).")
 @click.option("--allow-float-fallback", is_flag=True, help="int8: keep ops without an int8 kernel in float.")
 @click.option("--float-layers", callback=_float_list, metavar="NAME,...",
               help="int8 TFLite: keep these Keras layers in float (selective quantization).")
@@ -51,7 +53,7 @@ def _fraction(ctx, param, value):
               help="Gate: fail (exit 3) below this top-1 agreement with Keras (0..1).")
 @output_options
 def quantize(model, precision, fmt, calib, samples, verify_samples, seed, output, io_type, opset,
-             allow_float_fallback, float_layers, debug_layers, no_verify, min_sqnr, min_top1_agreement,
+             reduce_range, allow_float_fallback, float_layers, debug_layers, no_verify, min_sqnr, min_top1_agreement,
              as_json, quiet):
     """Convert MODEL to a quantized TFLite or ONNX file, verified against Keras.
 
@@ -69,7 +71,8 @@ def quantize(model, precision, fmt, calib, samples, verify_samples, seed, output
         res = run(model, precision, format=fmt, calib=calib, samples=samples, output=output, io=io_type,
                   opset=opset, allow_float_fallback=allow_float_fallback, float_layers=float_layers,
                   debug_layers=debug_layers, verify=not no_verify, verify_samples=verify_samples,
-                  min_sqnr_db=min_sqnr, min_top1_agreement=min_top1_agreement, seed=seed, reporter=reporter)
+                  min_sqnr_db=min_sqnr, min_top1_agreement=min_top1_agreement, seed=seed, reduce_range=reduce_range,
+                  reporter=reporter)
     except GateFailed as exc:
         res = getattr(exc, "result", None)
         if res is not None:
@@ -101,6 +104,10 @@ def _summary(res) -> None:
         top1 = "n/a" if v.top1_agreement is None else f"{v.top1_agreement:.3f}"
         t.add_row("verification", f"SQNR {v.sqnr_db:.2f} dB, top-1 agreement {top1}, max abs error "
                                   f"{v.max_abs_error:.3g} ({v.samples} samples, {v.runtime})")
+        if v.host_kernels_sqnr_db is not None:
+            top1 = "n/a" if v.host_kernels_top1_agreement is None else f"{v.host_kernels_top1_agreement:.3f}"
+            t.add_row("", f"this CPU's int8 kernels (no VNNI): SQNR {v.host_kernels_sqnr_db:.2f} dB, "
+                          f"top-1 agreement {top1}")
         for g in v.failed_gates:
             t.add_row("", f"[red]{g}[/red]")
     else:

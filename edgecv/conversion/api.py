@@ -25,6 +25,7 @@ import numpy as np
 
 from edgecv.builders.arch import Preprocessing
 from edgecv.conversion.calibration import CalibrationData, CalibrationSummary, load_calibration
+from edgecv.conversion.onnx_export import int8_kernels_saturate
 from edgecv.conversion.progress import Reporter, native_output_silenced
 from edgecv.conversion.verify import (Metrics, TensorInfo, compare, float_ops, inspect_io, run_artifact,
                                      tflite_ops)
@@ -64,6 +65,10 @@ class Verification:
     failed_gates: tuple[str, ...] = ()
     min_sqnr_db: float | None = None
     min_top1_agreement: float | None = None
+    # ONNX int8 verified as a QDQ reference on an x86 CPU without VNNI: the same samples through this CPU's
+    # fused int8 kernels, which saturate on full-range weights (see edgecv.conversion.onnx_export).
+    host_kernels_sqnr_db: float | None = None
+    host_kernels_top1_agreement: float | None = None
 
 
 @dataclass(frozen=True)
@@ -308,17 +313,22 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
              allow_float_fallback: bool = False, float_layers: tuple[str, ...] | list[str] = (),
              debug_layers: bool = False, verify: bool = True, verify_samples: int = 16,
              min_sqnr_db: float | None = None, min_top1_agreement: float | None = None, seed: int = 0,
-             reporter: Reporter | None = None, isolate_load: bool = True) -> ConversionResult:
+             reduce_range: bool = False, reporter: Reporter | None = None,
+             isolate_load: bool = True) -> ConversionResult:
     """Convert ``model`` (registry name, .keras path or keras.Model) to ``precision`` in ``format``.
 
     Writes ``<output>/<model>_<precision>.<tflite|onnx>`` (or the file ``output``) and ``<artifact>.json``.
-    int8 needs ``calib`` (a folder of images, a .npy/.npz array, or ``"synthetic"``).
+    int8 needs ``calib`` (a folder of images, a .npy/.npz array, or ``"synthetic"``). ``reduce_range``
+    (ONNX int8 only) quantizes weights to 7 bits, for x86 targets without VNNI.
     """
     t_start = time.perf_counter()
     reporter = reporter or Reporter()
     float_layers = tuple(float_layers)
     io_type = _check_options(precision, format, io, opset, samples, verify_samples, min_sqnr_db,
                              min_top1_agreement, float_layers, debug_layers, allow_float_fallback)
+    if reduce_range and (format, precision) != ("onnx", "int8"):
+        raise EdgecvError(f"--reduce-range: applies to --format onnx --precision int8 only "
+                          f"(got --format {format} --precision {precision})")
     if precision == "int8" and calib is None:
         raise EdgecvError("--calib: int8 needs calibration data: a folder of JPEG/PNG images, a preprocessed "
                           ".npy/.npz array, or 'synthetic' (random noise, poor scales)")
@@ -371,7 +381,7 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
                        total=len(data.calib) if precision == "int8" else None) as advance:
         with native_output_silenced():
             content = _convert(km, format, precision, data, io_type, allow_float_fallback, float_layers, opset,
-                               advance)
+                               advance, reduce_range)
     convert_s = time.perf_counter() - t_conv
     if format == "tflite":
         ops = tflite_ops(content)
@@ -408,11 +418,23 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
         if verify:
             assert data is not None
             with reporter.task(f"verifying in {FORMATS[format].runtime} ({len(data.holdout)} samples)"):
-                run = run_artifact(tmp, data.holdout)
+                host_run = None
+                if (format, precision) == ("onnx", "int8") and not reduce_range and int8_kernels_saturate():
+                    host_run = run_artifact(tmp, data.holdout)
+                    run = run_artifact(tmp, data.holdout, qdq_reference=True)
+                else:
+                    run = run_artifact(tmp, data.holdout)
                 with native_output_silenced():
                     ref = _keras_predict(km, data.holdout)
             m = compare(ref, run.output)
             verification = _gate(m, data_note, run.runtime, min_sqnr_db, min_top1_agreement)
+            if host_run is not None:
+                h = compare(ref, host_run.output)
+                verification = dataclasses.replace(verification, host_kernels_sqnr_db=h.sqnr_db,
+                                                   host_kernels_top1_agreement=h.top1_agreement)
+                reporter.warn(f"onnx int8: verified as a QDQ reference ({m.sqnr_db:.1f} dB), the arithmetic of Arm "
+                              f"and VNNI CPUs; this x86 CPU has no VNNI and ONNX Runtime's int8 kernels here "
+                              f"saturate ({h.sqnr_db:.1f} dB): for x86 targets without VNNI use --reduce-range")
             status = "ok" if verification.passed else "failed"
             inputs, outputs = run.inputs, run.outputs
         else:  # no run: read the I/O in-process (no child process start-up cost)
@@ -458,7 +480,8 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
     return result
 
 
-def _convert(km, fmt, precision, data, io_type, allow_float, float_layers, opset, advance) -> bytes:
+def _convert(km, fmt, precision, data, io_type, allow_float, float_layers, opset, advance,
+             reduce_range=False) -> bytes:
     calib = data.calib if (precision == "int8" and data is not None) else None
     if fmt == "tflite":
         from edgecv.conversion import tflite
@@ -475,7 +498,7 @@ def _convert(km, fmt, precision, data, io_type, allow_float, float_layers, opset
 
     try:
         f32 = onnx_export.export_float(km, opset)
-        return f32 if precision == "float32" else onnx_export.quantize_int8(f32, calib, advance)
+        return f32 if precision == "float32" else onnx_export.quantize_int8(f32, calib, advance, reduce_range)
     except Exception as exc:  # noqa: BLE001
         raise EdgecvError(f"ONNX {precision} conversion failed: {_first_line(exc)}") from None
 

@@ -75,8 +75,14 @@ def compare(ref: np.ndarray, out: np.ndarray) -> Metrics:
 
 
 def run_artifact(path: str | os.PathLike, x: np.ndarray | None = None, timeout_s: float = 600.0,
-                 threads: int = 2) -> RunResult:
-    """Load ``path`` in its runtime in a child process, report its I/O and run it on ``x`` (if given)."""
+                 threads: int = 2, qdq_reference: bool = False) -> RunResult:
+    """Load ``path`` in its runtime in a child process, report its I/O and run it on ``x`` (if given).
+
+    ``qdq_reference`` (ONNX only): run with ONNX Runtime's graph optimizations off, so QuantizeLinear /
+    DequantizeLinear pairs are evaluated as written (float arithmetic on dequantized int8 values) instead of
+    being fused into this CPU's int8 kernels: the arithmetic an int8 kernel that accumulates in int32 without
+    saturation (Arm sdot/smull, x86 VNNI) performs.
+    """
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="edgecv-verify-") as tmp:
         tmpd = Path(tmp)
@@ -85,7 +91,8 @@ def run_artifact(path: str | os.PathLike, x: np.ndarray | None = None, timeout_s
             xin = str(tmpd / "x.npy")
             np.save(xin, np.ascontiguousarray(x, np.float32))
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        cmd = [sys.executable, "-m", "edgecv.conversion.verify", str(path), xin, str(tmpd), str(threads)]
+        cmd = [sys.executable, "-m", "edgecv.conversion.verify", str(path), xin, str(tmpd), str(threads),
+               "qdq-reference" if qdq_reference else "optimized"]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env,
                                   stdin=subprocess.DEVNULL)
@@ -232,19 +239,23 @@ _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(
               "tensor(uint8)": "uint8", "tensor(int64)": "int64", "tensor(int32)": "int32"}
 
 
-def _run_onnx(path: str, x: np.ndarray | None, threads: int) -> tuple[dict, np.ndarray | None]:
+def _run_onnx(path: str, x: np.ndarray | None, threads: int,
+              qdq_reference: bool = False) -> tuple[dict, np.ndarray | None]:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.log_severity_level = 3
+    if qdq_reference:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
 
     def info(a) -> dict:
         return {"name": a.name, "dtype": _ORT_TYPES.get(a.type, a.type),
                 "shape": [s if isinstance(s, int) else -1 for s in a.shape], "scale": None, "zero_point": None}
 
-    rep = {"runtime": f"onnxruntime {ort.__version__}", "inputs": [info(a) for a in sess.get_inputs()],
+    how = " (QDQ reference: graph optimizations off)" if qdq_reference else ""
+    rep = {"runtime": f"onnxruntime {ort.__version__}{how}", "inputs": [info(a) for a in sess.get_inputs()],
            "outputs": [info(a) for a in sess.get_outputs()]}
     if x is None:
         return rep, None
@@ -255,13 +266,14 @@ def _run_onnx(path: str, x: np.ndarray | None, threads: int) -> tuple[dict, np.n
 
 def _child(argv: list[str]) -> int:
     path, xin, outdir, threads = argv[0], argv[1], Path(argv[2]), int(argv[3])
+    qdq_reference = len(argv) > 4 and argv[4] == "qdq-reference"
     report = outdir / "report.json"
     try:
         x = None if xin == "-" else np.load(xin, allow_pickle=False)
         if path.endswith(".tflite"):
             rep, y = _run_tflite(path, x, threads)
         elif path.endswith(".onnx"):
-            rep, y = _run_onnx(path, x, threads)
+            rep, y = _run_onnx(path, x, threads, qdq_reference)
         else:
             raise ValueError(f"unknown artifact type {Path(path).suffix!r}")
     except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
