@@ -104,6 +104,12 @@ def _kill_when(cmd: list[str], ready, delay_s: float, poll_s: float = 0.002) -> 
     return when
 
 
+def _new_temporary(folder: Path):
+    """A ``ready`` test: a hidden file that was not in ``folder`` now (killed runs leave temporaries) appeared."""
+    before = {p.name for p in folder.iterdir()}
+    return lambda: any(p.name.startswith(".") and p.name not in before for p in folder.iterdir())
+
+
 def _hidden_or(out: Path, allowed: set[str]) -> None:
     """Only the final files named in ``allowed`` and hidden temporaries (``.name.*.part*``) are in ``out``."""
     for p in out.iterdir():
@@ -160,7 +166,8 @@ def _check_quantize_outputs(final: Path, old: bytes, old_side: bytes) -> tuple[s
     assert rec["precision"] == ("float32" if state == "old" else "int8"), (state, rec["precision"])
     # the sidecar describes the file beside it, not the one it replaced
     assert (rec["precision"], rec["file_bytes"]) == (kind, len(data)), \
-        f"{art} artifact ({kind}, {len(data)} bytes) beside a {state} sidecar ({rec['precision']}, {rec['file_bytes']} bytes)"
+        f"{art} artifact ({kind}, {len(data)} bytes) beside a {state} sidecar ({rec['precision']}, " \
+        f"{rec['file_bytes']} bytes)"
     return art, state
 
 
@@ -181,9 +188,6 @@ def test_quantize_sigkill_leaves_old_or_new_complete_artifact_and_sidecar(quanti
     side = Path(f"{final}.json")
     rng = np.random.default_rng(11)
 
-    def temporary_exists() -> bool:
-        return any(p.name.startswith(f".{final.stem}.") for p in final.parent.iterdir())
-
     def replaced(ino: int):
         return lambda: final.stat().st_ino != ino
 
@@ -191,7 +195,8 @@ def test_quantize_sigkill_leaves_old_or_new_complete_artifact_and_sidecar(quanti
     for trigger in ("time", "temporary", "replaced"):
         final.write_bytes(old)  # "the old files"
         side.write_bytes(old_side)
-        ready = {"time": lambda: True, "temporary": temporary_exists, "replaced": replaced(final.stat().st_ino)}
+        ready = {"time": lambda: True, "temporary": _new_temporary(final.parent),
+                 "replaced": replaced(final.stat().st_ino)}
         # the sidecar follows the artifact within ~10 ms: poll fast and kill at once to land in between
         delay = {"time": rng.uniform(0.05, 0.6) * duration, "temporary": rng.uniform(0.0, 0.4),
                  "replaced": rng.uniform(0.0, 0.003)}
@@ -227,3 +232,99 @@ def test_quantize_killed_between_artifact_and_sidecar_leaves_no_stale_sidecar(qu
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert _check_quantize_outputs(final, old, old_side) == ("new", "absent")
+
+
+# --- sweep: results.json, results.csv, report.html and the points' files -------------------------------------
+
+SWEEP = [sys.executable, "-m", "edgecv", "sweep", "--family", "mobilenet", "--alpha", "0.25", "--resolution", "96",
+         "--precision", "float32", "--verify-samples", "2", "-q"]
+RESULTS = ("results.json", "results.csv", "report.html")
+_WRITTEN = re.compile(rb"written \d{4}-\d\d-\d\d \d\d:\d\d UTC")
+
+
+def _results_complete(root: Path, name: str, data: bytes, rows: int) -> None:
+    """A complete results file of ``rows`` rows (AssertionError otherwise)."""
+    from edgecv.report.html import PLOT_IDS
+    from edgecv.sweep.api import RESULTS_SCHEMA
+
+    text = data.decode()
+    if name == "results.json":
+        rec = json.loads(text)
+        assert rec["schema"] == RESULTS_SCHEMA and len(rec["rows"]) == rows, name
+    elif name == "results.csv":
+        table = [ln.split(",") for ln in text.splitlines()]
+        assert text.endswith("\n") and len(table) == rows + 1, name
+        assert all(len(r) == len(table[0]) for r in table), name  # no quoted commas in these rows
+    else:
+        assert text.endswith("</body></html>\n") and all(f'id="{i}' in text for i in PLOT_IDS), name
+
+
+def _check_sweep_files(root: Path, old: dict[str, bytes], new: dict[str, bytes] | None, rows: int) -> list[str]:
+    """Each results file is the old one or a new complete one (byte-equal to ``new`` when given, the report's
+    "written" minute aside); every final file of the points parses. Returns each results file's state."""
+    _hidden_or(root, {*RESULTS, "points", "work", "artifacts"})
+    states = []
+    for name in RESULTS:
+        data = (root / name).read_bytes()
+        if data == old[name]:
+            states.append("old")
+            continue
+        _results_complete(root, name, data, rows)
+        if new is not None:
+            assert _WRITTEN.sub(b"", data) == _WRITTEN.sub(b"", new[name]), f"{name} differs from a complete run"
+        states.append("new")
+    for folder in (root / "points", root / "work" / "stages", root / "work" / "models", root / "artifacts"):
+        for p in folder.iterdir():
+            if p.name.startswith("."):
+                assert ".part" in p.name, p
+            elif p.suffix == ".json":
+                json.loads(p.read_text())
+            elif p.suffix == ".keras":
+                assert _complete_keras(p), p
+            else:
+                assert _tflite_kind(p.read_bytes()) == "float32", p
+                assert json.loads(Path(f"{p}.json").read_text())["file_bytes"] == p.stat().st_size, p
+    return states
+
+
+@pytest.mark.slow
+def test_sweep_sigkill_leaves_old_or_new_complete_results_and_report(tmp_path):
+    """SIGKILL at random moments of ``edgecv sweep``: a cached re-run (which rewrites only results.json,
+    results.csv and report.html) and a --force re-run (which rebuilds, converts and profiles the point too).
+
+    The old results are those of the same sweep predicted on rpi4 only (1 row); the new runs add pixel4 (2 rows).
+    The three files are independent (each written atomically; results.json is the record, the CSV and the
+    report are views of it), so any mix of old and new files is a consistent state: a re-run rewrites all three.
+    """
+    root = tmp_path / "sweep"
+    t0 = time.monotonic()
+    subprocess.run([*SWEEP, "--device", "rpi4", "-o", str(root)], check=True, capture_output=True, timeout=600)
+    full = time.monotonic() - t0
+    old = {name: (root / name).read_bytes() for name in RESULTS}
+    cmd = [*SWEEP, "--device", "rpi4,pixel4", "-o", str(root)]
+    t0 = time.monotonic()
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    cached = time.monotonic() - t0
+    new = {name: (root / name).read_bytes() for name in RESULTS}
+
+    rng = np.random.default_rng(5)
+    # cached re-runs: 4 kills anywhere in the run, 6 once the first results file is being written
+    runs = [(cmd, False, rng.uniform(0.0, 1.1) * cached, new) for _ in range(4)]
+    runs += [(cmd, True, rng.uniform(0.0, 0.05), new) for _ in range(6)]
+    # --force re-runs: the point's .keras, artifact, sidecar and stage/point records are rewritten too
+    runs += [([*cmd, "--force"], False, rng.uniform(0.1, 1.0) * full, None) for _ in range(3)]
+    seen = []
+    for run, on_write, delay, want in runs:
+        for name in RESULTS:
+            (root / name).write_bytes(old[name])  # "the old files"
+        ready = _new_temporary(root) if on_write else (lambda: True)
+        when = _kill_when(run, ready, delay, poll_s=0.0005)
+        try:
+            seen.append((round(when, 2), *_check_sweep_files(root, old, want, rows=2)))
+        except (AssertionError, ValueError) as exc:
+            raise AssertionError(f"after a kill at {when:.2f}s of {' '.join(run[3:])}: {exc!r}") from None
+    print(seen)
+    # a re-run finishes the sweep and removes the temporaries of the killed writers
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    assert _check_sweep_files(root, old, None, rows=2) == ["new"] * 3
+    assert not [p for p in root.rglob(".*") if ".part" in p.name]
