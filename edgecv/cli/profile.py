@@ -209,8 +209,8 @@ def render(res, show_ops: bool = False) -> None:
     t.add_row("model", f"{res.format} {res.precision}")
     t.add_row("latency", where)
     lat = res.latency_ms
-    if lat is not None:
-        g = (lambda k: lat[k]) if isinstance(lat, dict) else (lambda k: getattr(lat, k))
+    g = (lambda k: lat[k]) if isinstance(lat, dict) else (lambda k: getattr(lat, k))
+    if lat is not None and g("runs"):  # predicted results carry no runs: their rows come from the prediction
         t.add_row("  median", f"[bold]{g('p50'):.2f} ms[/bold]  (mean {g('mean'):.2f} ± {g('std'):.2f}, "
                               f"min {g('min'):.2f}, p90 {g('p90'):.2f}, p99 {g('p99'):.2f}; {g('runs')} runs)")
     if res.init_ms is not None:

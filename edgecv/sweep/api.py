@@ -375,24 +375,15 @@ def _run_points(spec, todo, keys, paths, vkey, calib, executor, jobs, address, f
                     write_json_atomic(Path(out["value"]["path"]).with_suffix(".json"), out["value"])
                     for p in by_model[model]:
                         start_convert(p)
-                elif stage == "convert":
-                    progress.advance("convert")
+                else:  # "convert" or "profile" of one point
+                    progress.advance(stage)
                     p = subject
                     if not out["ok"]:
-                        fail(p, "convert", out)
+                        fail(p, stage, out)
                         continue
-                    state[p]["convert"] = out["value"]
-                    write_json_atomic(paths.stage_file(p, keys[p], "convert"), out["value"])
-                    start_profile(p)
-                elif stage == "profile":
-                    progress.advance("profile")
-                    p = subject
-                    if not out["ok"]:
-                        fail(p, "profile", out)
-                        continue
-                    state[p]["profile"] = out["value"]
-                    write_json_atomic(paths.stage_file(p, keys[p], "profile"), out["value"])
-                    after_profile(p)
+                    state[p][stage] = out["value"]
+                    write_json_atomic(paths.stage_file(p, keys[p], stage), out["value"])
+                    (start_profile if stage == "convert" else after_profile)(p)
             fill()
     except BaseException:
         ex.shutdown(cancel=True)

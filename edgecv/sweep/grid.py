@@ -45,32 +45,28 @@ def _dedup(values: list) -> list:
     return out
 
 
-def parse_floats(opt: str, text: str | None) -> list[float]:
+def _parse_numbers(opt: str, text: str | None, kind: type, noun: str, bound: str, ok) -> list:
+    """Comma-separated ``kind`` values that satisfy ``ok``, deduplicated; one-line errors naming ``opt``."""
+    article = "an" if noun[0] in "aeiou" else "a"
     out = []
     for t in _items(opt, text):
         try:
-            v = float(t)
+            v = kind(t)
         except ValueError:
-            raise EdgecvError(f"{opt}: expected numbers separated by commas; {t!r} is not a number. "
+            raise EdgecvError(f"{opt}: expected {noun}s separated by commas; {t!r} is not {article} {noun}. "
                               f"Received: {text!r}") from None
-        if not math.isfinite(v) or v <= 0:
-            raise EdgecvError(f"{opt}: expected numbers > 0; got {t!r}. Received: {text!r}")
+        if not ok(v):
+            raise EdgecvError(f"{opt}: expected {noun}s {bound}; got {t!r}. Received: {text!r}")
         out.append(v)
     return _dedup(out)
+
+
+def parse_floats(opt: str, text: str | None) -> list[float]:
+    return _parse_numbers(opt, text, float, "number", "> 0", lambda v: math.isfinite(v) and v > 0)
 
 
 def parse_ints(opt: str, text: str | None) -> list[int]:
-    out = []
-    for t in _items(opt, text):
-        try:
-            v = int(t)
-        except ValueError:
-            raise EdgecvError(f"{opt}: expected integers separated by commas; {t!r} is not an integer. "
-                              f"Received: {text!r}") from None
-        if v < 1:
-            raise EdgecvError(f"{opt}: expected integers >= 1; got {t!r}. Received: {text!r}")
-        out.append(v)
-    return _dedup(out)
+    return _parse_numbers(opt, text, int, "integer", ">= 1", lambda v: v >= 1)
 
 
 def parse_choices(opt: str, text: str | None, choices: tuple[str, ...] | list[str]) -> list[str]:
