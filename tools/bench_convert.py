@@ -13,7 +13,10 @@ Two parts, both on the registry models MobileNet 0.5, MobileNetV2 1.0, Efficient
     format with BatchNorm recalibrated on real photos (scikit-image samples, crops and flips), held-out
     photos for verification. Random-weight models are a weak stand-in for trained ones.
 
-Usage: python tools/bench_convert.py [--quality] [--models NAME,...] [--samples N] [-o FILE.json]
+Writes ``tools/results/convert_<machine>.json`` (``convert_quality_<machine>.json`` with ``--quality``;
+``<machine>`` from ``_machine.machine_tag()``), or ``-o FILE.json``.
+
+Usage: python tools/bench_convert.py [--quality] [--models NAME,...] [--samples N] [--repeats N] [-o FILE.json]
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _machine  # noqa: E402
 
 MODELS = ("mobilenet_v1_0.50_224", "mobilenet_v2_1.00_224", "efficientnet_b0", "efficientnet_lite0")
 COMBOS = (("tflite", "float32"), ("tflite", "float16"), ("tflite", "dynamic"), ("tflite", "int8"),
@@ -182,13 +188,17 @@ def main(argv=None) -> int:
     import edgecv
     from edgecv.conversion.api import versions
 
+    env = _machine.environment()  # includes the load average at the start
     t = time.perf_counter()
     combos = [tuple(c.split(":")) for c in args.combos.split(",") if c]
     rows = (quality(models, args.samples, args.verify_samples, args.head, combos) if args.quality
             else speed(models, args.samples, args.repeats, combos))
+    env["load_average_end"] = _machine.load_average()
     out = {"benchmark": "convert_quality" if args.quality else "convert_speed", "edgecv": edgecv.__version__,
-           "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()},
-           "versions": versions(), "wall_s": round(time.perf_counter() - t, 1), "rows": rows}
+           "environment": env, "host": {"machine": platform.machine(), "cpus": os.cpu_count(),
+                                        "python": platform.python_version()},
+           "versions": versions(), "repeats": args.repeats, "wall_s": round(time.perf_counter() - t, 1),
+           "rows": rows}
     if not args.quality:
         ov = [r["overhead_vs_same_route_pct"] for r in rows]
         ovc = [r["overhead_vs_same_route_cpu_pct"] for r in rows]
@@ -198,8 +208,11 @@ def main(argv=None) -> int:
                                                  "target": 10.0}
         out["note"] = ("wall times on a shared 2-core machine are noisy; CPU time of the process "
                        "(process_time) is the steadier comparison")
-    path = args.output or ("bench_convert_quality.json" if args.quality else "bench_convert.json")
-    Path(path).write_text(json.dumps(out, indent=2) + "\n")
+    from edgecv.fileio import write_json_atomic
+
+    stem = ("convert_quality_" if args.quality else "convert_") + env["machine"]
+    path = args.output or Path(__file__).resolve().parent / "results" / f"{stem}.json"
+    write_json_atomic(path, out)
     print(path)
     return 0
 
