@@ -10,7 +10,8 @@ converted here), in the same run and with the same threads, it measures the medi
 
 interleaved over ``--rounds`` rounds (the machine's noise comes in bursts: the best median of each method is
 kept, and every round is recorded). It checks edgecv's median is within 10% of the other two, and prints the
-int8 and float32 latencies side by side with their ratio. Writes JSON (``--output``) and prints it.
+int8 and float32 latencies side by side with their ratio. Writes JSON (``--output``, default
+``tools/results/profile_<machine>.json``) and prints it.
 
     python tools/bench_profile.py [--threads N] [--rounds 5] [--runs 50] [--float32 F.tflite --int8 I.tflite]
 """
@@ -132,7 +133,8 @@ def main(argv=None) -> int:
     p.add_argument("--float32", help="a float32 .tflite (default: MobileNetV2 1.0-224 built here)")
     p.add_argument("--int8", help="an int8 .tflite (default: MobileNetV2 1.0-224 built here)")
     p.add_argument("--model-dir", default=os.path.join(tempfile.gettempdir(), "edgecv_bench_profile"))
-    p.add_argument("--output", default="bench_profile.json")
+    p.add_argument("--output", default=None,
+                   help="default: tools/results/profile_<machine>.json (see _machine.machine_tag())")
     a = p.parse_args(argv)
     from edgecv.profiling.api import default_threads
 
@@ -190,7 +192,12 @@ def main(argv=None) -> int:
     report["all_within_10pct"] = bool(ok)
     from edgecv.fileio import write_json_atomic
 
-    write_json_atomic(a.output, report)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _machine
+
+    report["machine"] = _machine.environment()
+    write_json_atomic(a.output or Path(__file__).resolve().parent / "results"
+                      / f"profile_{_machine.machine_tag()}.json", report)
     print(json.dumps({k: v for k, v in report.items() if k != "env"}, indent=2))
     if "int8_vs_float32" in report:
         s = report["int8_vs_float32"]
