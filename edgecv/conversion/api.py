@@ -486,8 +486,8 @@ def _convert(km, fmt, precision, data, io_type, allow_float, float_layers, opset
     if fmt == "tflite":
         from edgecv.conversion import tflite
 
-        frozen = tflite.freeze(km)
         try:
+            frozen = tflite.freeze(km)  # tracing fails on names TensorFlow refuses (e.g. a model named "a\\b")
             return tflite.convert(frozen, precision, calib, io_type, allow_float, float_layers,
                                   [layer.name for layer in km.layers], advance)
         except EdgecvError:
