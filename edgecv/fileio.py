@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import stat
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,20 @@ def write_text_atomic(final: str | os.PathLike, text: str) -> Path:
 
 def write_json_atomic(final: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(final, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def unsafe_zip_member(zf: zipfile.ZipFile) -> tuple[str, str] | None:
+    """The first member of ``zf`` an extractor could write outside the folder it extracts to, as (name, why):
+    an absolute name, a ``..`` component or a symbolic link. None if there is none."""
+    for info in zf.infolist():
+        name = info.filename
+        if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
+            return name, "is an absolute path"
+        if ".." in re.split(r"[/\\]", name):
+            return name, "has a '..' component"
+        if stat.S_ISLNK(info.external_attr >> 16):
+            return name, "is a symbolic link"
+    return None
 
 
 def data_dir(name: str) -> Path:

@@ -29,8 +29,8 @@ from edgecv.conversion.onnx_export import int8_kernels_saturate
 from edgecv.conversion.progress import Reporter, native_output_silenced
 from edgecv.conversion.verify import (Metrics, TensorInfo, compare, float_ops, inspect_io, run_artifact,
                                      tflite_ops)
-from edgecv.errors import EdgecvError, GateFailed, suggest
-from edgecv.fileio import atomic_path, ensure_output_dir, write_json_atomic
+from edgecv.errors import EdgecvError, GateFailed, root_cause, suggest
+from edgecv.fileio import atomic_path, ensure_output_dir, unsafe_zip_member, write_json_atomic
 
 PRECISIONS = ("int8", "float16", "dynamic", "float32")
 
@@ -125,39 +125,46 @@ _DEFAULT_PRE = Preprocessing(range=(-1.0, 1.0), mean=(127.5, 127.5, 127.5), std=
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def check_keras_file(path: Path) -> None:
-    """Cheap structural checks of a .keras file (before TensorFlow is imported)."""
+def check_keras_file(path: Path, option: str = "MODEL") -> None:
+    """Cheap structural checks of a .keras file (before TensorFlow is imported): a zip archive with a
+    config.json, intact, and no member an extractor could write outside its folder."""
     if not path.exists():
-        raise EdgecvError(f"MODEL: no such file. Received: {str(path)!r}")
+        raise EdgecvError(f"{option}: no such file. Received: {str(path)!r}")
     if path.is_dir():
-        raise EdgecvError(f"MODEL: is a folder, expected a .keras file. Received: {str(path)!r}")
+        raise EdgecvError(f"{option}: is a folder, expected a .keras file. Received: {str(path)!r}")
     if path.suffix.lower() != ".keras":
-        raise EdgecvError(f"MODEL: expected a .keras file (Keras 3 format) or a registry name. "
+        raise EdgecvError(f"{option}: expected a .keras file (Keras 3 format) or a registry name. "
                           f"Received: {str(path)!r}")
     try:
         if not zipfile.is_zipfile(path):
-            raise EdgecvError(f"MODEL: not a Keras model file (not a .keras zip archive): {str(path)!r}")
+            raise EdgecvError(f"{option}: not a Keras model file (not a .keras zip archive): {str(path)!r}")
         with zipfile.ZipFile(path) as zf:
+            unsafe = unsafe_zip_member(zf)
+            if unsafe is not None:
+                raise EdgecvError(f"{option}: unsafe .keras archive {str(path)!r}: member {unsafe[0]!r} {unsafe[1]} "
+                                  f"(it could be written outside the folder it is extracted to)")
             names = set(zf.namelist())
             if "config.json" not in names:
-                raise EdgecvError(f"MODEL: not a Keras model file (no config.json in the archive): {str(path)!r}")
+                raise EdgecvError(f"{option}: not a Keras model file (no config.json in the archive): "
+                                  f"{str(path)!r}")
             bad = zf.testzip()
             if bad is not None:
-                raise EdgecvError(f"MODEL: corrupt .keras file ({bad!r} fails its checksum): {str(path)!r}")
+                raise EdgecvError(f"{option}: corrupt .keras file ({bad!r} fails its checksum): {str(path)!r}")
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise EdgecvError(f"MODEL: cannot read {str(path)!r}: {exc}") from None
+        raise EdgecvError(f"{option}: cannot read {str(path)!r}: {exc}") from None
 
 
 _PROBE = r"""
 import json, os, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from edgecv.errors import root_cause
 try:
     import keras
     m = keras.saving.load_model(sys.argv[1], safe_mode=True, compile=False)
     ok = isinstance(m, keras.Model)
     print(json.dumps({"ok": ok, "cls": type(m).__name__, "name": getattr(m, "name", "")}))
 except BaseException as exc:
-    print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:400]}))
+    print(json.dumps({"ok": False, "error": root_cause(exc, 400)}))
 """
 
 
@@ -200,8 +207,7 @@ def load_model(model: Any, isolate: bool = True) -> LoadedModel:
             with native_output_silenced():
                 km = keras.saving.load_model(str(path), safe_mode=True, compile=False)
         except Exception as exc:  # noqa: BLE001 - anything the loader raises is a bad file
-            raise EdgecvError(f"MODEL: cannot load {str(path)!r} as a Keras model: {type(exc).__name__}: "
-                              f"{' '.join(str(exc).split())[:300]}") from None
+            raise EdgecvError(f"MODEL: cannot load {str(path)!r} as a Keras model: {root_cause(exc)}") from None
         if not isinstance(km, keras.Model):
             raise EdgecvError(f"MODEL: {str(path)!r} holds a Keras {type(km).__name__}, not a model")
         name = str(km.name)

@@ -20,10 +20,12 @@ def main(argv: list[str]) -> int:
     except ImportError:
         sys.stderr.write("profiling a .keras file needs TensorFlow: pip install 'edgecv[build]'\n")
         return 2
+    from edgecv.errors import root_cause
+
     try:
         model = keras.saving.load_model(src, compile=False, safe_mode=True)
     except Exception as exc:
-        sys.stderr.write(f"not a readable .keras model: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}\n")
+        sys.stderr.write(f"not a readable .keras model: {root_cause(exc)}\n")
         return 2
     try:
         data = tf.lite.TFLiteConverter.from_keras_model(model).convert()

@@ -42,6 +42,9 @@ def deployable(path: str | os.PathLike) -> Iterator[tuple[str, str | None]]:
     if not path.lower().endswith(".keras"):
         yield path, None
         return
+    from edgecv.conversion.api import check_keras_file
+
+    check_keras_file(Path(path), option="PATH")  # the archive is safe to open before Keras reads it
     with tempfile.TemporaryDirectory(prefix="edgecv-profile-") as tmp:
         out = os.path.join(tmp, Path(path).stem + ".tflite")
         run_child([sys.executable, "-m", "edgecv.profiling._keras2tflite", path, out], KERAS_TIMEOUT_S,
