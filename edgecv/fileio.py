@@ -24,6 +24,7 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
     """
     final = Path(final)
     suffix = final.suffix if suffix is None else suffix
+    final.parent.mkdir(parents=True, exist_ok=True)  # output folders are made when the first file is written
     fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".part{suffix}", dir=final.parent)
     os.close(fd)
     umask = os.umask(0)
@@ -95,4 +96,21 @@ def ensure_output_dir(path: str | os.PathLike, option: str = "--output-dir") -> 
         raise EdgecvError(f"{option}: cannot create directory {str(p)!r}: {exc.strerror}") from None
     if not os.access(p, os.W_OK | os.X_OK):
         raise EdgecvError(f"{option}: directory is not writable: {str(p)!r}")
+    return p
+
+
+def check_output_dir(path: str | os.PathLike, option: str = "--output-dir") -> Path:
+    """Like :func:`ensure_output_dir`, but folders it had to create are removed again: a run that fails later
+    (bad model, bad calibration data) leaves no empty folder behind; :func:`atomic_path` makes the folder when
+    the first file is written."""
+    p = Path(path)
+    missing = []
+    q = p.absolute()
+    while not q.exists() and q != q.parent:
+        missing.append(q)
+        q = q.parent
+    ensure_output_dir(p, option)
+    for m in missing:  # deepest first
+        with contextlib.suppress(OSError):
+            m.rmdir()
     return p

@@ -139,3 +139,21 @@ def test_bad_input(tmp_path, files, cmd, fragments):
 
 def test_the_table_is_large_enough():
     assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("cmd", [
+    ["quantize", "{d}/nothere.keras", "--precision", "float32"],
+    ["quantize", "{d}/text.keras", "--precision", "float32"],
+    ["quantize", "mobilenet_v1_0.25_128", "--calib", "{d}/wrong_shape.npy"],  # refused after the model is built
+    ["build", "mobilenet", "--alpha", "0.25", "--weights", "{d}/nothere.h5"],
+    ["sweep", "--family", "mobilenet", "--alpha", "0.25,x", "--device", "rpi4"],
+], ids=["missing-model", "corrupt-model", "calib-shape", "build-weights", "sweep-grid"])
+def test_refused_run_leaves_no_new_output_folder(tmp_path, files, cmd):
+    """-o names folders that do not exist yet: a refused run must not leave them behind (empty or not)."""
+    out = tmp_path / "new" / "out"
+    args = [a.replace("{d}", str(files)) for a in cmd] + ["-o", str(out)]
+    res = subprocess.run([sys.executable, "-m", "edgecv", *args], capture_output=True, text=True, timeout=600,
+                         cwd=tmp_path)
+    assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
+    assert "Traceback" not in res.stderr
+    assert list(tmp_path.iterdir()) == [], sorted(p.name for p in tmp_path.rglob("*"))

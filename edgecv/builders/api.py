@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecv.builders.registry import ModelConfig
-from edgecv.fileio import atomic_path, ensure_output_dir
+from edgecv.fileio import atomic_path, check_output_dir
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class BuildResult:
 
 def build(cfg: ModelConfig, output_dir: str | os.PathLike = "edgecv_out", weights: str | None = None) -> BuildResult:
     """Build ``cfg``, save it as ``<output_dir>/<name>.keras`` (atomically) and return a summary."""
-    out_dir = ensure_output_dir(output_dir)
+    out_dir = check_output_dir(output_dir)
     from edgecv.builders.cost import model_cost
     from edgecv.builders.keras_builder import build_keras
 

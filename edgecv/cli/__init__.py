@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
 import click
@@ -68,7 +69,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("edgecv: interrupted", err=True)
-        sys.exit(130)
+        # Artifacts were cleaned up while the exception unwound. Leave now: a normal interpreter shutdown waits
+        # for TensorFlow's and Ray's threads, and a second Ctrl-C there would end the process by signal instead.
+        # (Only as the console script: called with ``argv``, from Python, exit through SystemExit as usual.)
+        if argv is not None:
+            sys.exit(130)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     except click.ClickException as exc:  # usage errors, bad parameters
         click.echo(f"edgecv: error: {_one_line(exc.format_message())}", err=True)
         sys.exit(2)
@@ -83,4 +91,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"edgecv: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
                    "(set EDGECV_DEBUG=1 for the traceback)", err=True)
         sys.exit(1)
+    # The command is complete (its files are in place): a Ctrl-C during interpreter shutdown must not turn that
+    # into an exit by signal.
+    if argv is None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(rc if isinstance(rc, int) else 0)

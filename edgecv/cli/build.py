@@ -64,12 +64,12 @@ def build(family, alpha, variant, width, depth, resolution, depth_multiplier, dr
     """
     from edgecv.builders.api import build as build_model
     from edgecv.builders.registry import config_for
-    from edgecv.fileio import ensure_output_dir
+    from edgecv.fileio import check_output_dir
 
     cfg = config_for(family, alpha=alpha, variant=variant, width=width, depth=depth, resolution=resolution,
                      depth_multiplier=depth_multiplier, dropout=dropout, classes=classes, include_top=not no_top,
                      pooling=None if pooling == "none" else pooling, input_channels=input_channels)
-    ensure_output_dir(output_dir)  # fail before the slow TensorFlow import
+    check_output_dir(output_dir)  # fail before the slow TensorFlow import
     if weights is not None:
         import os
 

@@ -37,9 +37,9 @@ def demo(output_dir, samples, jobs, force, as_json, quiet):
     spec = build_spec(DEMO_MODEL["family"], alpha=DEMO_MODEL["alpha"], resolution=DEMO_MODEL["resolution"],
                       combos=DEMO_COMBOS, device=DEMO_DEVICES, samples=samples, verify_samples=8,
                       measure_host=True)
-    from edgecv.fileio import ensure_output_dir
+    from edgecv.fileio import check_output_dir
 
-    ensure_output_dir(output_dir, option="-o")  # fail before any output
+    check_output_dir(output_dir, option="-o")  # fail before any output
     progress = None
     con = stderr_console()
     if not quiet and not as_json:

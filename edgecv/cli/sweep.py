@@ -52,7 +52,7 @@ def sweep(family, alpha, variant, resolution, precision, fmt, device, calib, sam
     --precision float32,float16,int8 --device rpi4,pixel4 -j 2
     """
     from edgecv.errors import EdgecvError
-    from edgecv.fileio import ensure_output_dir
+    from edgecv.fileio import check_output_dir
     from edgecv.sweep.api import SweepFailed, run_sweep
     from edgecv.sweep.grid import build_spec, check_size
 
@@ -66,7 +66,7 @@ def sweep(family, alpha, variant, resolution, precision, fmt, device, calib, sam
         from edgecv.conversion.calibration import precheck
 
         precheck(calib)
-    ensure_output_dir(output_dir, option="-o")
+    check_output_dir(output_dir, option="-o")
     progress = None
     con = stderr_console()
     if not quiet and not as_json:

@@ -30,7 +30,7 @@ from edgecv.conversion.progress import Reporter, native_output_silenced
 from edgecv.conversion.verify import (Metrics, TensorInfo, compare, float_ops, inspect_io, run_artifact,
                                      tflite_ops)
 from edgecv.errors import EdgecvError, GateFailed, root_cause, suggest
-from edgecv.fileio import atomic_path, ensure_output_dir, unsafe_zip_member, write_json_atomic
+from edgecv.fileio import atomic_path, check_output_dir, unsafe_zip_member, write_json_atomic
 
 PRECISIONS = ("int8", "float16", "dynamic", "float32")
 
@@ -283,7 +283,9 @@ def _check_options(precision: str, fmt: str, io: str | None, opset: int, samples
 
 
 def resolve_output(output: str | os.PathLike, fmt: str) -> tuple[Path, str | None]:
-    """``-o``: a file path with the format's suffix, or a folder (created). Returns (folder, file name|None)."""
+    """``-o``: a file path with the format's suffix, or a folder (checked; made when the artifact is written).
+
+    Returns (folder, file name|None)."""
     out = Path(output)
     suffixes = {f.suffix for f in FORMATS.values()}
     if out.suffix.lower() in suffixes:
@@ -292,9 +294,9 @@ def resolve_output(output: str | os.PathLike, fmt: str) -> tuple[Path, str | Non
                               f"Received: {str(out)!r}")
         if out.is_dir():
             raise EdgecvError(f"-o: is a folder. Received: {str(out)!r}")
-        folder = ensure_output_dir(out.parent if str(out.parent) else Path("."), option="-o")
+        folder = check_output_dir(out.parent if str(out.parent) else Path("."), option="-o")
         return folder, out.name
-    return ensure_output_dir(out, option="-o"), None
+    return check_output_dir(out, option="-o"), None
 
 
 def versions() -> dict[str, str]:
