@@ -26,11 +26,13 @@ NAME = "mobilenet_v1_0.50_128"
 @pytest.fixture(scope="module")
 def small():
     """A BN-recalibrated MobileNet 0.5 @128, its preprocessed calibration array and held-out photos."""
+    import keras
     from conftest import recalibrate_bn
 
     from edgecv.builders.registry import create_model, get_config
     from edgecv.conversion.calibration import sample_images
 
+    keras.utils.set_random_seed(0)  # random weights, but the same ones in every run (figures repeat)
     pre = get_config(NAME).spec.preprocessing
     # Logits (no softmax): a random-weight head's softmax is ~1/1000 everywhere, below one int8 step.
     model = create_model(NAME, classifier_activation=None)
@@ -245,9 +247,12 @@ def test_tflite_int8_full_integer_per_channel_and_verified(small, calib_npy, tmp
     assert v.samples == 16 and v.runtime.startswith("litert")
     assert v.sqnr_db == pytest.approx(_sqnr(ref, out), abs=0.05)
     assert v.top1_agreement == pytest.approx(np.mean(ref.argmax(1) == out.argmax(1)))
-    # A real signal, not the degenerate output of an uncalibrated model (measured: ~9 dB, 0.44-0.75;
-    # chance is 1/1000).
-    assert v.sqnr_db > 5 and v.top1_agreement >= 0.25
+    # A real signal, not the degenerate output of an uncalibrated model. A random network's top classes are
+    # close together, so its int8 top-1 agreement is fragile (unseeded runs: 0.06-0.75 on 16 photos) while
+    # SQNR is not (8.1-9.5 dB); the class signal is checked as Keras' top-1 inside the int8 top-5 (chance 0.5%).
+    top5 = np.mean([r in o for r, o in zip(ref.argmax(1), np.argsort(-out, axis=1)[:, :5])])
+    print(f"int8 io={io}: Keras top-1 in int8 top-5: {top5:.3f}")
+    assert v.sqnr_db > 5 and top5 >= 0.25  # seeded: measured 0.44-0.69
     side = json.loads(Path(res.sidecar).read_text())
     assert side["status"] == "ok" and side["precision"] == "int8" and side["io"] == io
     assert side["calibration"]["samples"] == 24 and side["calibration"]["source"] == str(calib_npy)

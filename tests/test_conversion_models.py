@@ -79,7 +79,7 @@ def test_every_precision_and_format(name, tmp_path):
         assert ratio <= 1 / 3, f"{fmt} int8 is {ratio:.1%} of float32"
         v = res[fmt, "int8"].verification
         assert v.sqnr_db >= INT8_FLOOR_DB[fmt]
-        assert v.top1_agreement >= 0.2  # chance is 0.001
+        assert v.top1_agreement >= 0.1  # chance is 0.001; seeded runs measured 0.25-0.81 (16 photos)
     assert res["tflite", "float16"].verification.sqnr_db >= 40
     assert res["onnx", "float32"].verification.sqnr_db >= 40
     assert res["tflite", "float32"].verification.sqnr_db >= 60
