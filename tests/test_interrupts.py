@@ -65,8 +65,11 @@ def test_ctrl_c_exits_130_with_one_line_and_no_partial_file(tmp_path):
     # that finished first is retried with a shorter delay, so the interrupt is always exercised.
     for delay_s in (1.5, 0.8, 0.4):
         out = tmp_path / f"out{delay_s}"
+        # SIGINT as in a terminal: a runner that started pytest in the background (``cmd &``) leaves it ignored,
+        # and Python keeps an ignored SIGINT ignored.
         proc = subprocess.Popen([*BUILD, "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         time.sleep(delay_s)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
