@@ -97,7 +97,7 @@ def speed(models, samples: int, repeats: int, combos) -> list[dict]:
     from edgecv.builders.registry import create_model, get_config
     from edgecv.conversion.api import quantize
     from edgecv.conversion.calibration import sample_images
-    from edgecv.conversion.progress import native_output_silenced
+    from edgecv.native import native_output_silenced
 
     rows = []
     for name in models:

@@ -10,7 +10,9 @@ import os
 import re
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from edgecv.native import import_tensorflow
+
+import_tensorflow()  # quietly, before Keras imports it with its start-up chatter
 
 import keras  # noqa: E402
 from keras import layers  # noqa: E402

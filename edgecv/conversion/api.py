@@ -26,7 +26,8 @@ import numpy as np
 from edgecv.builders.arch import Preprocessing
 from edgecv.conversion.calibration import CalibrationData, CalibrationSummary, load_calibration
 from edgecv.conversion.onnx_export import int8_kernels_saturate
-from edgecv.conversion.progress import Reporter, native_output_silenced
+from edgecv.conversion.progress import Reporter
+from edgecv.native import import_tensorflow, native_output_silenced
 from edgecv.conversion.verify import (Metrics, TensorInfo, compare, float_ops, inspect_io, run_artifact,
                                      tflite_ops)
 from edgecv.errors import EdgecvError, GateFailed, root_cause, suggest
@@ -201,6 +202,7 @@ def load_model(model: Any, isolate: bool = True) -> LoadedModel:
         check_keras_file(path)
         if isolate:
             probe_keras_file(path)
+        import_tensorflow()
         import keras
 
         try:

@@ -3,9 +3,9 @@
 The API takes a :class:`Reporter`; the CLI passes a :class:`RichReporter` (progress bars with counts and
 elapsed time on stderr) or a :class:`Reporter` that only collects warnings (``--quiet``).
 
-TensorFlow, tf2onnx and the TFLite converter write a lot of native log lines to file descriptors 1 and 2.
-:func:`native_output_silenced` points both descriptors at a temporary file while they work, so ``--json``
-keeps stdout clean; the rich console writes to a duplicate of the original stderr and is not affected.
+TensorFlow, tf2onnx and the TFLite converter write a lot of native log lines to file descriptors 1 and 2;
+:func:`edgecv.native.native_output_silenced` points both at a temporary file while they
+work, so ``--json`` keeps stdout clean; the rich console writes to a duplicate of the original stderr.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 
 
@@ -87,42 +86,3 @@ class RichReporter(Reporter):
         if self._owns_stream:
             with contextlib.suppress(OSError):
                 self._stream.close()
-
-
-@contextlib.contextmanager
-def native_output_silenced(enabled: bool = True) -> Iterator[Callable[[], str]]:
-    """Send fds 1 and 2 (C++ logs, absl, prints) to a temporary file; yields a getter for that text."""
-    if not enabled or os.environ.get("EDGECV_DEBUG"):
-        yield lambda: ""
-        return
-    import logging
-    import warnings
-
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    sink = tempfile.TemporaryFile(mode="w+b")
-    prev_disable = logging.root.manager.disable
-    try:
-        for fd in (1, 2):
-            os.dup2(sink.fileno(), fd)
-        logging.disable(logging.WARNING)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-
-            def text() -> str:
-                sink.flush()
-                sink.seek(0)
-                return sink.read().decode("utf-8", "replace")
-
-            yield text
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        for fd, dup in saved.items():
-            os.dup2(dup, fd)
-            os.close(dup)
-        logging.disable(prev_disable)
-        sink.close()

@@ -31,7 +31,7 @@ def build_stage(model_name: str, path: str, seed: int = 0) -> dict[str, Any]:
     from edgecv.builders.cost import model_cost
     from edgecv.builders.registry import get_config
     from edgecv.conversion.calibration import sample_images
-    from edgecv.conversion.progress import native_output_silenced
+    from edgecv.native import native_output_silenced
     from edgecv.fileio import atomic_path
 
     cfg = get_config(model_name)
