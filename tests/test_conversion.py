@@ -280,6 +280,24 @@ def test_tflite_float_precisions(small, tmp_path, precision):
     assert counts.get("CONV_2D", 0) >= 14
     if precision == "float16":
         assert counts.get("DEQUANTIZE", 0) >= 14  # fp16 weights dequantized at load
+    assert not any("untrained" in w for w in res.warnings)  # recalibrated: its outputs vary
+
+
+def test_verification_warns_that_an_untrained_model_proves_little(tmp_path):
+    """A ``weights=None`` model gives the same softmax for every photo: the float32 file matches it at the
+    300 dB cap, and edgecv says that this proves little instead of passing it silently."""
+    from edgecv.builders.registry import create_model
+    from edgecv.conversion.api import quantize
+    from edgecv.conversion.verify import outputs_barely_vary
+
+    res = quantize(create_model("mobilenet_v1_0.25_128"), "float32", output=tmp_path / "m.tflite")
+    assert res.verification.sqnr_db >= 100
+    assert any("untrained" in w and "16 samples" in w for w in res.warnings), res.warnings
+    # the rule by hand: constant rows barely vary, photos through a real function do
+    rng = np.random.default_rng(0)
+    assert outputs_barely_vary(np.full((4, 10), 0.1) + rng.normal(0, 1e-9, (4, 10)))
+    assert not outputs_barely_vary(rng.normal(0, 1, (4, 10)))
+    assert not outputs_barely_vary(np.ones((1, 10)))  # one sample: nothing to compare
 
 
 def test_unquantizable_op_is_named_unless_fallback(tmp_path):

@@ -27,11 +27,11 @@ from edgecv.builders.arch import Preprocessing
 from edgecv.conversion.calibration import CalibrationData, CalibrationSummary, load_calibration
 from edgecv.conversion.onnx_export import int8_kernels_saturate
 from edgecv.conversion.progress import Reporter
-from edgecv.native import import_tensorflow, native_output_silenced
-from edgecv.conversion.verify import (Metrics, TensorInfo, compare, float_ops, inspect_io, run_artifact,
-                                     tflite_ops)
+from edgecv.conversion.verify import (Metrics, TensorInfo, compare, float_ops, inspect_io, outputs_barely_vary,
+                                      run_artifact, tflite_ops)
 from edgecv.errors import EdgecvError, GateFailed, root_cause, suggest
 from edgecv.fileio import atomic_path, check_output_dir, unsafe_zip_member, write_json_atomic
+from edgecv.native import import_tensorflow, native_output_silenced
 
 PRECISIONS = ("int8", "float16", "dynamic", "float32")
 
@@ -436,6 +436,10 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
                     run = run_artifact(tmp, data.holdout)
                 with native_output_silenced():
                     ref = _keras_predict(km, data.holdout)
+            if outputs_barely_vary(ref):
+                reporter.warn(f"verification: the Keras model gives (nearly) the same output for all "
+                              f"{len(ref)} samples (untrained weights?), so matching it proves little; "
+                              f"verify a trained model or one with BatchNorm statistics from real images")
             m = compare(ref, run.output)
             verification = _gate(m, data_note, run.runtime, min_sqnr_db, min_top1_agreement)
             if host_run is not None:

@@ -74,6 +74,18 @@ def compare(ref: np.ndarray, out: np.ndarray) -> Metrics:
                    max_abs_error=float(np.max(np.abs(ref - out))) if ref.size else 0.0, samples=len(ref))
 
 
+def outputs_barely_vary(ref: np.ndarray, rel: float = 1e-4) -> bool:
+    """Whether the reference outputs are (nearly) the same for every sample: the signature of an untrained
+    model (``weights=None``: BatchNorm at its initial statistics gives a flat softmax, logits ~1e-11), on
+    which an "outputs match" check proves nothing. True when the largest per-element spread across samples
+    is below ``rel`` of the outputs' mean magnitude (or the outputs are all zero)."""
+    ref = np.asarray(ref, np.float64).reshape(len(ref), -1)
+    if len(ref) < 2:
+        return False
+    scale = float(np.mean(np.abs(ref)))
+    return scale == 0.0 or float(np.max(np.ptp(ref, axis=0))) < rel * scale
+
+
 def run_artifact(path: str | os.PathLike, x: np.ndarray | None = None, timeout_s: float = 600.0,
                  threads: int = 2, qdq_reference: bool = False) -> RunResult:
     """Load ``path`` in its runtime in a child process, report its I/O and run it on ``x`` (if given).
