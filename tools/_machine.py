@@ -1,7 +1,11 @@
 """The machine a benchmark ran on: a file-name tag and an environment record written next to the figures.
 
 Figures from different machines must never mix, so every result file name carries ``machine_tag()``:
-CPU model, core count and a short hash of the host name (``amd-epyc_2c_3f9a1c2e``).
+CPU model, the widest int8/vector ISA level the CPU has, core count and a short hash of the host name
+(``amd-epyc-avx512-vnni_2c_3f9a1c2e``). The ISA level is in the name because a virtual machine reports one
+model name ("AMD EPYC") for CPUs whose kernels differ (AVX2 without VNNI saturates ONNX Runtime's int8
+kernels, VNNI does not), and the host name of a sandbox can repeat across machines. Files written before the
+ISA level was added are named without it (``amd-epyc_2c_5bce98f7``: an AVX2 CPU without VNNI).
 """
 
 from __future__ import annotations
@@ -33,8 +37,20 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+# Widest first: the first feature the CPU has names its level.
+ISA_LEVELS = ("amx_int8", "avx512_vnni", "avx_vnni", "avx512f", "avx2", "avx", "sve2", "sve", "i8mm", "dotprod",
+              "neon")
+
+
+def isa_level() -> str:
+    from edgecv.profiling.runner import environment as runner_environment
+
+    isa = runner_environment().get("isa", {})
+    return next((name for name in ISA_LEVELS if isa.get(name)), "base")
+
+
 def machine_tag() -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", cpu_model().lower()).strip("-")[:40] or "cpu"
+    slug = re.sub(r"[^a-z0-9]+", "-", f"{cpu_model()} {isa_level()}".lower()).strip("-")[:60] or "cpu"
     host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
     return f"{slug}_{cores()}c_{host}"
 
@@ -58,5 +74,5 @@ def environment() -> dict[str, Any]:
             pass
     return {"machine": machine_tag(), "cpu": cpu_model(), "cores": cores(), "os_cpu_count": os.cpu_count(),
             "python": platform.python_version(), "platform": platform.platform(),
-            "host_sha256_8": machine_tag().rsplit("_", 1)[-1], "packages": pkgs,
+            "isa_level": isa_level(), "host_sha256_8": machine_tag().rsplit("_", 1)[-1], "packages": pkgs,
             "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_average_start": load_average()}
