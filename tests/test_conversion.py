@@ -345,6 +345,19 @@ def test_float_layers_and_debug_layers(small, calib_npy, tmp_path):
     assert len(rep) == 10 and all(e.layer in names for e in rep)
     assert [e.rmse_over_scale for e in rep] == sorted((e.rmse_over_scale for e in rep), reverse=True)
     assert "conv_pad_2" not in [e.layer for e in rep]  # a fused op is named by its conv, not its padding
+    # The worst three layers (other than the one already float) carry the output SQNR with that layer also kept
+    # in float; the same conversion through the public path gives the same figure.
+    measured = [e for e in rep if e.output_sqnr_db_if_float is not None]
+    assert len({e.layer for e in measured}) == 3 and "conv_pw_13" not in {e.layer for e in measured}
+    assert all(e.output_sqnr_db_if_float is None for e in rep if e.layer == "conv_pw_13")
+    first = measured[0]
+    again = quantize(model, "int8", calib=calib_npy, samples=16, verify_samples=8,
+                     float_layers=["conv_pw_13", first.layer], output=tmp_path / "again.tflite")
+    print(f"as converted {res.verification.sqnr_db} dB; {first.layer} float: {first.output_sqnr_db_if_float} dB "
+          f"(public path {again.verification.sqnr_db} dB)")
+    assert first.output_sqnr_db_if_float == pytest.approx(again.verification.sqnr_db, abs=0.01)
+    side = json.loads(Path(res.sidecar).read_text())
+    assert side["debug_layers"][0]["output_sqnr_db_if_float"] == rep[0].output_sqnr_db_if_float
     with pytest.raises(EdgecvError, match="no layer named .conv_pw_31.*Did you mean: .*conv_pw_13"):
         quantize(model, "int8", calib=calib_npy, samples=4, float_layers=["conv_pw_31"], output=tmp_path)
     with pytest.raises(EdgecvError, match="no op of its own"):

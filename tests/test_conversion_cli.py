@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 
-def edgecv(*args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+def edgecv(*args: str, cwd: Path | None = None, timeout: float = 900, **env: str) -> subprocess.CompletedProcess:
     code = "import sys; from edgecv.cli import main; sys.argv[0] = 'edgecv'; main()"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                          timeout=timeout, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env})
 
 
 def one_line_error(p: subprocess.CompletedProcess, *needles: str, code: int = 2) -> None:
@@ -156,3 +156,12 @@ def test_keras_file_json_and_gate(tmp_path):
     assert "verification" in p.stdout  # the summary table still shows the figures
     side = json.loads((out / f"{name}_float16.tflite.json").read_text())
     assert (out / f"{name}_float16.tflite").exists() and side["status"] == "failed"
+
+    # --debug-layers: the table of worst layers, with the output SQNR each gives back when kept in float
+    p = edgecv("quantize", str(kf), "--precision", "int8", "--calib", str(imgs), "--samples", "20",
+               "--verify-samples", "8", "--debug-layers", "--quiet", "-o", str(out / "dbg.tflite"), COLUMNS="200")
+    assert p.returncode == 0, p.stderr
+    assert "worst int8 layers (output SQNR as converted:" in p.stdout and "output SQNR if float" in p.stdout
+    side = json.loads((out / "dbg.tflite.json").read_text())
+    got = [e["output_sqnr_db_if_float"] for e in side["debug_layers"] if e["output_sqnr_db_if_float"] is not None]
+    assert len(got) == 3 and all(f"{g:.1f}" in p.stdout for g in got)

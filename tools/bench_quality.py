@@ -106,8 +106,10 @@ def convert_and_eval(model, fmt: str, precision: str, calib: Path, outdir: Path,
     if reference:  # the same file through this CPU's fused int8 kernels (no VNNI: they saturate)
         row["host_kernels"] = evaluate(res.path, data["x"], data["y"], data["ref"], float_acc)
     if res.debug_layers:
+        row["verify_sqnr_db"] = res.verification.sqnr_db  # on the verification samples, as the report's figures
         row["debug_layers"] = [
-            {"layer": e.layer, "fused": list(e.fused), "op": e.op, "rmse_over_scale": e.rmse_over_scale}
+            {"layer": e.layer, "fused": list(e.fused), "op": e.op, "rmse_over_scale": e.rmse_over_scale,
+             "output_sqnr_db_if_float": e.output_sqnr_db_if_float}
             for e in res.debug_layers]
     return row
 
@@ -185,9 +187,17 @@ def markdown(result: dict) -> str:
     for m in result["models"]:
         dbg = next((a.get("debug_layers") for a in m["artifacts"] if a.get("debug_layers")), None)
         if dbg:
+            base = next(a["verify_sqnr_db"] for a in m["artifacts"] if a.get("debug_layers"))
+
+            def item(e: dict) -> str:
+                gain = e.get("output_sqnr_db_if_float")
+                return f"`{e['layer']}` {e['rmse_over_scale']:.2f}" + (
+                    "" if gain is None else f" (kept in float: output {gain:.1f} dB)")
+
             lines += ["", f"Per-layer int8 error of {m['model']} (edgecv debug report, worst first, "
-                          "RMSE in quantization steps): "
-                      + ", ".join(f"`{e['layer']}` {e['rmse_over_scale']:.2f}" for e in dbg[:6])]
+                          f"RMSE in quantization steps; output SQNR on the 16 verification images: {base:.1f} dB as "
+                          "converted, and with each of the three worst layers kept in float): "
+                      + ", ".join(item(e) for e in dbg[:6])]
     lines += ["", f"Total wall time {result['wall_seconds']:.0f} s, CPU {result['cpu_seconds']:.0f} s "
                   f"(load average at start {env.get('load_average_start')})."]
     return "\n".join(lines) + "\n"

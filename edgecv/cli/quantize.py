@@ -118,7 +118,10 @@ def _summary(res) -> None:
     console = stdout_console()
     console.print(t)
     if res.debug_layers:
-        d = Table("Keras layer", "op", "RMSE / scale", "max abs error", title="worst int8 layers")
+        base = f" (output SQNR as converted: {v.sqnr_db:.1f} dB)" if v is not None else ""
+        d = Table("Keras layer", "op", "RMSE / scale", "max abs error", "output SQNR if float (dB)",
+                  title=f"worst int8 layers{base}")
         for e in res.debug_layers:
-            d.add_row(e.layer, e.op, f"{e.rmse_over_scale:.3f}", f"{e.max_abs_error:.3g}")
+            d.add_row(e.layer, e.op, f"{e.rmse_over_scale:.3f}", f"{e.max_abs_error:.3g}",
+                      "" if e.output_sqnr_db_if_float is None else f"{e.output_sqnr_db_if_float:.1f}")
         console.print(d)

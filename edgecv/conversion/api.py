@@ -421,6 +421,7 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
         graph = qdq_summary(content)
 
     verification = None
+    ref = None  # Keras outputs on the held-out samples (when verifying)
     status = "ok"
     with atomic_path(final) as tmp:
         tmp.write_bytes(content)
@@ -470,6 +471,11 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
                 layer_report = run_debugger(freeze(km), data.calib, dbg_x, io_type,
                                             [layer.name for layer in km.layers],
                                             weighted=[layer.name for layer in km.layers if layer.weights])
+        if ref is not None and len(data.holdout):
+            with reporter.task(f"output SQNR with each of the {DEBUG_SENSITIVITY_TOP} worst layers in float",
+                               total=DEBUG_SENSITIVITY_TOP) as advance:
+                layer_report = _float_one_sensitivity(km, layer_report, data, ref, io_type, allow_float_fallback,
+                                                      float_layers, advance)
 
     result = ConversionResult(
         model=loaded.name, source=loaded.source, format=format, precision=precision, path=str(final),
@@ -492,6 +498,44 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
         err.result = result  # type: ignore[attr-defined]
         raise err
     return result
+
+
+DEBUG_SENSITIVITY_TOP = 3  # how many of the debug report's worst layers are converted again with that layer float
+
+
+def _float_one_sensitivity(km, report: tuple, data: CalibrationData, ref: np.ndarray, io_type: str,
+                           allow_float: bool, float_layers: tuple[str, ...], advance) -> tuple:
+    """The debug report with, for its worst ``DEBUG_SENSITIVITY_TOP`` layers, the output SQNR of the int8
+    conversion with that layer (and ``float_layers``) kept in float.
+
+    A layer's own error in quantization steps says how coarse its tensor is, not how much the output moves:
+    a squeeze-excite vector with a tiny scale ranks first and may not matter. This measures what keeping it in
+    float gives back, the way a user would try it (one more conversion and run per layer)."""
+    import tempfile
+
+    from edgecv.conversion import tflite
+
+    names = [layer.name for layer in km.layers]
+    measured: dict[str, float | None] = {}
+    with native_output_silenced():
+        frozen = tflite.freeze(km)
+    with tempfile.TemporaryDirectory(prefix="edgecv-sensitivity-") as tmp:
+        for e in report:
+            if e.layer in measured or e.layer in float_layers or len(measured) >= DEBUG_SENSITIVITY_TOP:
+                continue
+            try:
+                with native_output_silenced():
+                    content = tflite.convert(frozen, "int8", data.calib, io_type, allow_float,
+                                             (*float_layers, e.layer), names)
+            except EdgecvError:  # the layer has no op of its own to keep in float
+                measured[e.layer] = None
+                advance()
+                continue
+            path = Path(tmp) / f"{len(measured)}.tflite"
+            path.write_bytes(content)
+            measured[e.layer] = compare(ref, run_artifact(path, data.holdout).output).sqnr_db
+            advance()
+    return tuple(dataclasses.replace(e, output_sqnr_db_if_float=measured.get(e.layer)) for e in report)
 
 
 def _convert(km, fmt, precision, data, io_type, allow_float, float_layers, opset, advance,

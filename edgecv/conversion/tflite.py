@@ -39,6 +39,9 @@ class LayerError:
     max_abs_error: float
     mean_error: float
     scale: float
+    # Output SQNR (dB, against Keras on the verification samples) of the same int8 conversion with this layer
+    # also kept in float: what --float-layers on it gives back. Measured for the worst few layers; else None.
+    output_sqnr_db_if_float: float | None = None
 
 
 def freeze(model, batch: int | None = 1):
