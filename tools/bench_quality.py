@@ -63,7 +63,9 @@ MODELS = {
 ARTIFACTS = (("tflite", "float16", {}), ("tflite", "dynamic", {}), ("tflite", "int8", {}), ("onnx", "float32", {}),
              ("onnx", "int8", {}), ("onnx", "int8", {"reduce_range": True}))
 CALIB_SAMPLES = 200
-FLOAT_LAYERS_K = 3  # how many of the debug report's worst layers to keep in float
+FLOAT_LAYERS_K = 3  # how many of the debug report's worst layers to keep in float (when none measurably helps)
+DEBUG_VERIFY_SAMPLES = 100  # held-out training images for the debug report's kept-in-float figures (16 is noisy)
+GAIN_DB = 1.0  # a layer whose float version raises output SQNR by this much is a culprit
 GOAL_DROP_POINTS = 1.0
 
 
@@ -107,6 +109,7 @@ def convert_and_eval(model, fmt: str, precision: str, calib: Path, outdir: Path,
         row["host_kernels"] = evaluate(res.path, data["x"], data["y"], data["ref"], float_acc)
     if res.debug_layers:
         row["verify_sqnr_db"] = res.verification.sqnr_db  # on the verification samples, as the report's figures
+        row["verify_samples"] = res.verification.samples
         row["debug_layers"] = [
             {"layer": e.layer, "fused": list(e.fused), "op": e.op, "rmse_over_scale": e.rmse_over_scale,
              "output_sqnr_db_if_float": e.output_sqnr_db_if_float}
@@ -131,26 +134,39 @@ def run_model(spec: Spec, digits: _digits.Digits, workdir: Path, seed: int) -> d
            "build_seconds": round(tr.build_seconds, 2), "train_seconds": round(tr.train_seconds, 1),
            "artifacts": []}
     for fmt, precision, opts in ARTIFACTS:
-        debug = spec.debug and fmt == "tflite" and precision == "int8"
         name = label({"format": fmt, "precision": precision, **opts})
-        log(f"{spec.key}: {name}" + (" (+ per-layer debug report)" if debug else ""))
+        log(f"{spec.key}: {name}")
         row = convert_and_eval(model, fmt, precision, calib, workdir / ("7-bit" if opts else ""), data,
-                               tr.float_accuracy, debug_layers=debug, **opts)
+                               tr.float_accuracy, **opts)
         log(f"{spec.key}: {name}: accuracy {row['test_accuracy']:.4f} drop {row['drop_points']:+.2f} "
             f"agreement {row['top1_agreement']:.4f} SQNR {row['sqnr_db']:.1f} dB")
         out["artifacts"].append(row)
-        if debug and row.get("debug_layers"):
-            culprits = []
-            for e in row["debug_layers"]:
+    if spec.debug:
+        # The debug workflow a user follows: --debug-layers (with more held-out samples than the default 16, whose
+        # kept-in-float figures are noisy), then --float-layers on what it names, with the same options, so both
+        # conversions calibrate on the same draw of images.
+        kw = {"verify_samples": DEBUG_VERIFY_SAMPLES}
+        log(f"{spec.key}: tflite int8 with the per-layer debug report ({DEBUG_VERIFY_SAMPLES} held out)")
+        dbg = convert_and_eval(model, "tflite", "int8", calib, workdir / "debug", data, tr.float_accuracy,
+                               debug_layers=True, **kw)
+        out["int8_debug"] = dbg
+        # The culprits: the layers whose float version measurably raises the output SQNR, most first; when none
+        # does, the report's three worst layers (what a user would try from the steps column alone).
+        gains = {e["layer"]: e["output_sqnr_db_if_float"] - dbg["verify_sqnr_db"] for e in dbg.get("debug_layers", ())
+                 if e.get("output_sqnr_db_if_float") is not None}
+        culprits = sorted((k for k, g in gains.items() if g >= GAIN_DB), key=gains.get, reverse=True)
+        if not culprits:
+            for e in dbg.get("debug_layers", ()):
                 if e["layer"] not in culprits:
                     culprits.append(e["layer"])
             culprits = culprits[:FLOAT_LAYERS_K]
-            log(f"{spec.key}: int8 with --float-layers {','.join(culprits)}")
-            rec = convert_and_eval(model, "tflite", "int8", calib, workdir / "float_layers", data,
-                                   tr.float_accuracy, float_layers=culprits)
-            log(f"{spec.key}: int8 + float layers: accuracy {rec['test_accuracy']:.4f} drop "
-                f"{rec['drop_points']:+.2f} SQNR {rec['sqnr_db']:.1f} dB")
-            out["int8_float_layers"] = rec
+        log(f"{spec.key}: int8 with --float-layers {','.join(culprits)}")
+        rec = convert_and_eval(model, "tflite", "int8", calib, workdir / "float_layers", data, tr.float_accuracy,
+                               float_layers=culprits, **kw)
+        log(f"{spec.key}: int8 + float layers: accuracy {rec['test_accuracy']:.4f} drop "
+            f"{rec['drop_points']:+.2f} SQNR {rec['sqnr_db']:.1f} dB (debug run: {dbg['test_accuracy']:.4f}, "
+            f"{dbg['sqnr_db']:.1f} dB)")
+        out["int8_float_layers"] = rec
     out["wall_seconds"] = round(time.perf_counter() - t0, 1)
     out["cpu_seconds"] = round(time.process_time() - c0, 1)
     return out
@@ -167,8 +183,10 @@ def markdown(result: dict) -> str:
     notes = False
     for m in result["models"]:
         rows = list(m["artifacts"])
-        if "int8_float_layers" in m:
-            rows.append(dict(m["int8_float_layers"], precision="int8 + float " + ",".join(
+        if "int8_debug" in m:  # the debug workflow: its own calibration draw (more images held out)
+            n = m["int8_debug"].get("verify_samples", "")
+            rows.append(dict(m["int8_debug"], precision=f"int8 (debug run, {n} held out)"))
+            rows.append(dict(m["int8_float_layers"], precision=f"int8 (debug run, {n} held out) + float " + ",".join(
                 m["int8_float_layers"]["float_layers"])))
         for i, a in enumerate(rows):
             name = label(a) + (" [QDQ reference]" if "host_kernels" in a else "")
@@ -185,9 +203,10 @@ def markdown(result: dict) -> str:
                       "CPUs; [this CPU's kernels]: the same file through this x86 CPU's fused int8 kernels (no VNNI: "
                       "they saturate on full-range weights); 7-bit weights: `--reduce-range`, for x86 without VNNI."]
     for m in result["models"]:
-        dbg = next((a.get("debug_layers") for a in m["artifacts"] if a.get("debug_layers")), None)
+        art = m.get("int8_debug") or {}
+        dbg = art.get("debug_layers")
         if dbg:
-            base = next(a["verify_sqnr_db"] for a in m["artifacts"] if a.get("debug_layers"))
+            base, n = art["verify_sqnr_db"], art["verify_samples"]
 
             def item(e: dict) -> str:
                 gain = e.get("output_sqnr_db_if_float")
@@ -195,7 +214,7 @@ def markdown(result: dict) -> str:
                     "" if gain is None else f" (kept in float: output {gain:.1f} dB)")
 
             lines += ["", f"Per-layer int8 error of {m['model']} (edgecv debug report, worst first, "
-                          f"RMSE in quantization steps; output SQNR on the 16 verification images: {base:.1f} dB as "
+                          f"RMSE in quantization steps; output SQNR on {n} held-out training images: {base:.1f} dB as "
                           "converted, and with each of the three worst layers kept in float): "
                       + ", ".join(item(e) for e in dbg[:6])]
     lines += ["", f"Total wall time {result['wall_seconds']:.0f} s, CPU {result['cpu_seconds']:.0f} s "
