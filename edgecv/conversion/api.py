@@ -468,14 +468,16 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
         with reporter.task("per-layer quantization error (TensorFlow QuantizationDebugger)"):
             with native_output_silenced():
                 dbg_x = data.holdout if len(data.holdout) else data.calib[:8]
-                layer_report = run_debugger(freeze(km), data.calib, dbg_x, io_type,
+                frozen = freeze(km)
+                layer_report = run_debugger(frozen, data.calib, dbg_x, io_type,
                                             [layer.name for layer in km.layers],
                                             weighted=[layer.name for layer in km.layers if layer.weights])
         if ref is not None and len(data.holdout):
             with reporter.task(f"output SQNR with each of the {DEBUG_SENSITIVITY_TOP} worst layers in float",
                                total=DEBUG_SENSITIVITY_TOP) as advance:
-                layer_report = _float_one_sensitivity(km, layer_report, data, ref, io_type, allow_float_fallback,
-                                                      float_layers, advance)
+                layer_report = _float_one_sensitivity(frozen, [layer.name for layer in km.layers], layer_report,
+                                                      data, ref, io_type, allow_float_fallback, float_layers,
+                                                      advance)
 
     result = ConversionResult(
         model=loaded.name, source=loaded.source, format=format, precision=precision, path=str(final),
@@ -503,8 +505,8 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
 DEBUG_SENSITIVITY_TOP = 3  # how many of the debug report's worst layers are converted again with that layer float
 
 
-def _float_one_sensitivity(km, report: tuple, data: CalibrationData, ref: np.ndarray, io_type: str,
-                           allow_float: bool, float_layers: tuple[str, ...], advance) -> tuple:
+def _float_one_sensitivity(frozen, names: list[str], report: tuple, data: CalibrationData, ref: np.ndarray,
+                           io_type: str, allow_float: bool, float_layers: tuple[str, ...], advance) -> tuple:
     """The debug report with, for its worst ``DEBUG_SENSITIVITY_TOP`` layers, the output SQNR of the int8
     conversion with that layer (and ``float_layers``) kept in float.
 
@@ -515,10 +517,7 @@ def _float_one_sensitivity(km, report: tuple, data: CalibrationData, ref: np.nda
 
     from edgecv.conversion import tflite
 
-    names = [layer.name for layer in km.layers]
     measured: dict[str, float | None] = {}
-    with native_output_silenced():
-        frozen = tflite.freeze(km)
     with tempfile.TemporaryDirectory(prefix="edgecv-sensitivity-") as tmp:
         for e in report:
             if e.layer in measured or e.layer in float_layers or len(measured) >= DEBUG_SENSITIVITY_TOP:
