@@ -131,8 +131,8 @@ def _tree(root: Path) -> dict[str, tuple]:
 
 @pytest.fixture
 def sandbox(tmp_path, monkeypatch):
-    """tmp_path/work is the working folder, tmp_path/work/out the (empty) output folder, tmp_path/tmp the temporary
-    folder of this process and its children; the absolute target of the attacks is tmp_path/target.txt."""
+    """Under tmp_path: "work" is the working folder, "work" / "out" the (empty) output folder, "tmp" the temporary
+    folder of this process and its children; the absolute target of the attacks is tmp_path / "target.txt"."""
     for sub in ("in", "work", "work/out", "tmp"):  # quantize creates its output folder before reading MODEL
         (tmp_path / sub).mkdir()
     monkeypatch.chdir(tmp_path / "work")
