@@ -6,7 +6,8 @@ and biases, convert it with ``TFLiteConverter.from_keras_model`` and tf2onnx (op
 ``edgecv.profiling.static.analyze`` of both files with ``edgecv.builders.cost.model_cost``: MACs within 1%,
 parameters equal to the deployed count (BatchNorm folded). The test suite runs the same check
 (``tests/test_profiling_static.py``) on seven representative models; converting all of them takes longer.
-Writes ``tools/results/counts_<machine>.json`` after every model (atomically), so a stopped run keeps what it did.
+Writes ``tools/results/counts_<machine>.json`` after every model (atomically), so a stopped run keeps what it did;
+rows of other models from an earlier run are kept (``--models efficientnet_b7`` adds or replaces one row).
 
     python tools/check_counts.py [--models NAME,...]
 """
@@ -40,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in args.models.split(",") if n] or list(list_models())
     names.sort(key=lambda n: get_config(n).resolution)
     path = Path(args.out) / f"counts_{_machine.machine_tag()}.json"
-    rows, t0 = [], time.perf_counter()
+    # Rows of an earlier run for other models are kept: a large model can be run alone in a fresh process (one
+    # process converting all 59 grows past 24 GB by EfficientNet-B7: TensorFlow keeps what it traced).
+    earlier = json.loads(path.read_text())["rows"] if path.exists() else []
+    rows, t0 = [r for r in earlier if r["model"] not in names], time.perf_counter()
     for name in names:
         t = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
