@@ -264,6 +264,45 @@ def test_tflite_int8_full_integer_per_channel_and_verified(small, calib_npy, tmp
         assert side["inputs"][0]["scale"] > 0 and isinstance(side["inputs"][0]["zero_point"], int)
 
 
+@pytest.mark.parametrize("io", ["int16", "float32"])
+def test_tflite_int16x8_16_bit_activations_8_bit_weights(small, calib_npy, tmp_path, io):
+    """int16x8: every convolution takes int16 activations and per-channel int8 weights, and the output is much
+    closer to Keras than int8's on the same calibration (an independent LiteRT run gives the same figures)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgecv.conversion.api import quantize
+
+    model, x = small
+    res = quantize(model, "int16x8", calib=calib_npy, samples=24, verify_samples=16, io=io, output=tmp_path)
+    path = Path(res.path)
+    assert path.name == f"{NAME}_int16x8.tflite"
+    assert res.inputs[0].dtype == io and res.outputs[0].dtype == io
+    it = Interpreter(model_path=str(path))
+    td = {t["index"]: t for t in it.get_tensor_details()}
+    convs = [o for o in it._get_ops_details() if o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    assert len(convs) == 28
+    for o in convs:
+        assert td[o["inputs"][0]]["dtype"] == np.int16 and td[o["outputs"][0]]["dtype"] == np.int16
+        w = td[o["inputs"][1]]
+        qp = w["quantization_parameters"]
+        assert w["dtype"] == np.int8 and len(qp["scales"]) == w["shape"][qp["quantized_dimension"]] > 1
+        assert np.all(qp["zero_points"] == 0)
+        assert td[o["outputs"][0]]["quantization_parameters"]["zero_points"][0] == 0  # symmetric int16
+    order = np.random.default_rng(0).permutation(len(x))[:40]
+    held = x[np.sort(order)][24:40]
+    ref = np.asarray(model(held, training=False))
+    out = _litert_run(path, held)
+    v = res.verification
+    assert v.sqnr_db == pytest.approx(_sqnr(ref, out), abs=0.05)
+    int8 = quantize(model, "int8", calib=calib_npy, samples=24, verify_samples=16, output=tmp_path / "i8.tflite")
+    print(f"int16x8 io={io}: SQNR {v.sqnr_db} dB, top-1 {v.top1_agreement}; int8 {int8.verification.sqnr_db} dB")
+    # 256x finer activation steps; what is left is the int8 weights' error, large in a random-weight network
+    assert v.sqnr_db >= int8.verification.sqnr_db + 3  # measured 12.9 vs 8.2 dB
+    assert res.calibration.samples == 24
+    assert json.loads(Path(res.sidecar).read_text())["io"] == io
+    assert Path(res.path).stat().st_size < 0.35 * 4 * sum(int(np.prod(w.shape)) for w in model.weights)
+
+
 @pytest.mark.parametrize("precision", ["float32", "float16", "dynamic"])
 def test_tflite_float_precisions(small, tmp_path, precision):
     from edgecv.conversion.api import quantize
@@ -358,6 +397,19 @@ def test_float_layers_and_debug_layers(small, calib_npy, tmp_path):
     assert first.output_sqnr_db_if_float == pytest.approx(again.verification.sqnr_db, abs=0.01)
     side = json.loads(Path(res.sidecar).read_text())
     assert side["debug_layers"][0]["output_sqnr_db_if_float"] == rep[0].output_sqnr_db_if_float
+    # The diagnosis: 16-bit activations with the same calibration and held-out samples, checked against the
+    # public int16x8 path.
+    dg = res.diagnosis
+    print(f"diagnosis: {dg}")
+    assert dg.int8_sqnr_db == pytest.approx(res.verification.sqnr_db, abs=0.01)
+    a16 = quantize(model, "int16x8", calib=calib_npy, samples=16, verify_samples=8, output=tmp_path / "a16.tflite")
+    assert dg.int16x8_sqnr_db == pytest.approx(a16.verification.sqnr_db, abs=0.01)
+    best = max(e.output_sqnr_db_if_float - res.verification.sqnr_db for e in measured)
+    assert dg.best_float_layer_gain_db == pytest.approx(best, abs=0.01)
+    # the rule: a layer giving back >= 1 dB is the culprit, else 16-bit activations giving back >= 3 dB
+    want = ("layers" if best >= 1.0 else "activations" if dg.int16x8_sqnr_db - dg.int8_sqnr_db >= 3.0
+            else "weights")
+    assert dg.culprit == want and side["diagnosis"]["culprit"] == want
     with pytest.raises(EdgecvError, match="no layer named .conv_pw_31.*Did you mean: .*conv_pw_13"):
         quantize(model, "int8", calib=calib_npy, samples=4, float_layers=["conv_pw_31"], output=tmp_path)
     with pytest.raises(EdgecvError, match="no op of its own"):

@@ -165,3 +165,5 @@ def test_keras_file_json_and_gate(tmp_path):
     side = json.loads((out / "dbg.tflite.json").read_text())
     got = [e["output_sqnr_db_if_float"] for e in side["debug_layers"] if e["output_sqnr_db_if_float"] is not None]
     assert len(got) == 3 and all(f"{g:.1f}" in p.stdout for g in got)
+    dg = side["diagnosis"]
+    assert f"diagnosis ({dg['culprit']}): " in p.stdout and f"{dg['int16x8_sqnr_db']:.1f} dB" in p.stdout

@@ -25,12 +25,13 @@ def _fraction(ctx, param, value):
 
 @click.command()
 @click.argument("model")
-@click.option("--precision", type=click.Choice(["int8", "float16", "dynamic", "float32"]), default="int8",
-              show_default=True, help="Weights/activations precision.")
+@click.option("--precision", type=click.Choice(["int8", "int16x8", "float16", "dynamic", "float32"]),
+              default="int8", show_default=True,
+              help="Weights/activations precision (int16x8: TFLite, 16-bit activations, 8-bit weights).")
 @click.option("--format", "fmt", type=click.Choice(["tflite", "onnx"]), default="tflite", show_default=True,
               help="tflite (all precisions) or onnx (float32, int8 QDQ).")
 @click.option("--calib", help="Calibration data: a folder of JPEG/PNG images, a preprocessed .npy/.npz "
-                              "(N,H,W,C), or 'synthetic' (noise; poor scales). Required for int8.")
+                              "(N,H,W,C), or 'synthetic' (noise; poor scales). Required for int8, int16x8.")
 @click.option("--samples", type=int, default=100, show_default=True, callback=positive_int("--samples"),
               help="Calibration samples (seeded draw).")
 @click.option("--verify-samples", type=int, default=16, show_default=True,
@@ -38,12 +39,13 @@ def _fraction(ctx, param, value):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample draw.")
 @click.option("-o", "--output", default="edgecv_out", show_default=True,
               help="Output folder, or a file path ending in .tflite/.onnx.")
-@click.option("--io", "io_type", type=click.Choice(["int8", "uint8", "float32"]),
-              help="int8 TFLite input/output type  [default: int8].")
+@click.option("--io", "io_type", type=click.Choice(["int8", "uint8", "int16", "float32"]),
+              help="Full-integer TFLite input/output type  [default: int8; int16x8: int16].")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (13 and up).")
 @click.option("--reduce-range", is_flag=True,
               help="ONNX int8: 7-bit weights, for x86 targets without VNNI (their int8 kernels saturate).")
-@click.option("--allow-float-fallback", is_flag=True, help="int8: keep ops without an int8 kernel in float.")
+@click.option("--allow-float-fallback", is_flag=True,
+              help="int8, int16x8: keep ops without an integer kernel in float.")
 @click.option("--float-layers", callback=_float_list, metavar="NAME,...",
               help="int8 TFLite: keep these Keras layers in float (selective quantization).")
 @click.option("--debug-layers", is_flag=True, help="int8 TFLite: per-layer error report (worst layers).")
@@ -125,3 +127,5 @@ def _summary(res) -> None:
             d.add_row(e.layer, e.op, f"{e.rmse_over_scale:.3f}", f"{e.max_abs_error:.3g}",
                       "" if e.output_sqnr_db_if_float is None else f"{e.output_sqnr_db_if_float:.1f}")
         console.print(d)
+        if res.diagnosis is not None:
+            console.print(f"diagnosis ({res.diagnosis.culprit}): {res.diagnosis.advice}", soft_wrap=True)

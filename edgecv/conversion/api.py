@@ -33,7 +33,8 @@ from edgecv.errors import EdgecvError, GateFailed, root_cause, suggest
 from edgecv.fileio import atomic_path, check_output_dir, unsafe_zip_member, write_json_atomic
 from edgecv.native import import_tensorflow, native_output_silenced
 
-PRECISIONS = ("int8", "float16", "dynamic", "float32")
+PRECISIONS = ("int8", "int16x8", "float16", "dynamic", "float32")
+CALIBRATED = ("int8", "int16x8")  # full integer: these need calibration data
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Format:
 
 
 FORMATS = {
-    "tflite": Format("tflite", ".tflite", ("int8", "float16", "dynamic", "float32"), "LiteRT"),
+    "tflite": Format("tflite", ".tflite", ("int8", "int16x8", "float16", "dynamic", "float32"), "LiteRT"),
     "onnx": Format("onnx", ".onnx", ("float32", "int8"), "ONNX Runtime"),
 }
 
@@ -73,11 +74,27 @@ class Verification:
 
 
 @dataclass(frozen=True)
+class Diagnosis:
+    """Where an int8 model's output error comes from (``--debug-layers``), on the verification samples.
+
+    More conversions of the same model with the same calibration pin it down: the worst layers kept in float
+    one at a time (the report's kept-in-float column), and 16-bit activations with the same int8 weights
+    (int16x8): what is left at int16x8 is the weights' (and the int8 input/output's)."""
+
+    int8_sqnr_db: float
+    best_float_layer: str | None  # the report's layer whose float version gives the most back
+    best_float_layer_gain_db: float | None  # its output SQNR minus int8's
+    int16x8_sqnr_db: float | None  # None when the model has no int16x8 conversion
+    culprit: str  # "layers" | "activations" | "weights" | "none"
+    advice: str  # one sentence for the user
+
+
+@dataclass(frozen=True)
 class ConversionResult:
     model: str  # model name (registry name or the Keras model's name)
     source: str  # what MODEL was: a registry name or a .keras path
     format: str  # tflite | onnx
-    precision: str  # int8 | float16 | dynamic | float32
+    precision: str  # int8 | int16x8 | float16 | dynamic | float32
     path: str  # the artifact
     sidecar: str  # <artifact>.json
     status: str  # "ok" | "failed" (a verification gate was not met; the artifact is kept)
@@ -92,6 +109,7 @@ class ConversionResult:
     float_ops: tuple[str, ...] = ()  # int8 TFLite ops left in float ("TYPE (layer)")
     float_layers: tuple[str, ...] = ()
     debug_layers: tuple[Any, ...] = ()  # tflite.LayerError, worst first
+    diagnosis: Diagnosis | None = None  # with --debug-layers: layers, activations or weights
     graph: dict[str, Any] = field(default_factory=dict)  # ONNX: opset and QDQ counts; TFLite: op counts
     versions: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
@@ -267,8 +285,11 @@ def _check_options(precision: str, fmt: str, io: str | None, opset: int, samples
     tfl_int8 = fmt == "tflite" and precision == "int8"
     if io is not None and io not in IO_TYPES:
         raise EdgecvError(f"--io: expected one of {', '.join(IO_TYPES)}. Received: {io!r}")
-    if io not in (None, "float32") and not tfl_int8:
-        raise EdgecvError(f"--io {io} applies to --precision int8 --format tflite only")
+    if io == "int16" and precision != "int16x8":
+        raise EdgecvError(f"--io int16 applies to --precision int16x8 only (got --precision {precision})")
+    if io in ("int8", "uint8") and not tfl_int8:
+        raise EdgecvError(f"--io {io} applies to --precision int8 --format tflite only"
+                          + (" (int16x8: --io int16 or float32)" if precision == "int16x8" else ""))
     if fmt == "onnx" and (isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET):
         raise EdgecvError(f"--opset: expected {MIN_OPSET}..{MAX_OPSET}. Received: {opset!r}")
     for opt, v in (("--samples", samples), ("--verify-samples", verify_samples)):
@@ -278,10 +299,12 @@ def _check_options(precision: str, fmt: str, io: str | None, opset: int, samples
         raise EdgecvError(f"--min-top1-agreement: expected a fraction 0..1. Received: {min_top1!r}")
     if min_sqnr_db is not None and not np.isfinite(min_sqnr_db):
         raise EdgecvError(f"--min-sqnr: expected a number of dB. Received: {min_sqnr_db!r}")
-    if (float_layers or debug_layers or allow_float_fallback) and not tfl_int8:
-        which = "--float-layers" if float_layers else "--debug-layers" if debug_layers else "--allow-float-fallback"
+    if (float_layers or debug_layers) and not tfl_int8:
+        which = "--float-layers" if float_layers else "--debug-layers"
         raise EdgecvError(f"{which} applies to --precision int8 --format tflite only")
-    return io or ("int8" if tfl_int8 else "float32")
+    if allow_float_fallback and not (fmt == "tflite" and precision in CALIBRATED):
+        raise EdgecvError("--allow-float-fallback applies to --precision int8 or int16x8 --format tflite only")
+    return io or ("int8" if tfl_int8 else "int16" if precision == "int16x8" else "float32")
 
 
 def resolve_output(output: str | os.PathLike, fmt: str) -> tuple[Path, str | None]:
@@ -328,7 +351,7 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
     """Convert ``model`` (registry name, .keras path or keras.Model) to ``precision`` in ``format``.
 
     Writes ``<output>/<model>_<precision>.<tflite|onnx>`` (or the file ``output``) and ``<artifact>.json``.
-    int8 needs ``calib`` (a folder of images, a .npy/.npz array, or ``"synthetic"``). ``reduce_range``
+    int8 and int16x8 need ``calib`` (a folder of images, a .npy/.npz array, or ``"synthetic"``). ``reduce_range``
     (ONNX int8 only) quantizes weights to 7 bits, for x86 targets without VNNI.
     """
     t_start = time.perf_counter()
@@ -339,8 +362,8 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
     if reduce_range and (format, precision) != ("onnx", "int8"):
         raise EdgecvError(f"--reduce-range: applies to --format onnx --precision int8 only "
                           f"(got --format {format} --precision {precision})")
-    if precision == "int8" and calib is None:
-        raise EdgecvError("--calib: int8 needs calibration data: a folder of JPEG/PNG images, a preprocessed "
+    if precision in CALIBRATED and calib is None:
+        raise EdgecvError(f"--calib: {precision} needs calibration data: a folder of JPEG/PNG images, a preprocessed "
                           ".npy/.npz array, or 'synthetic' (random noise, poor scales)")
     folder, file_name = resolve_output(output, format)
     from edgecv.conversion.calibration import precheck
@@ -360,8 +383,8 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
 
     data: CalibrationData | None = None
     data_note = ""
-    if precision == "int8" or verify:
-        cal_samples = samples if precision == "int8" else 1
+    if precision in CALIBRATED or verify:
+        cal_samples = samples if precision in CALIBRATED else 1
         spec = calib
         if spec is None:
             try:
@@ -377,7 +400,7 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
         else:
             data = load_calibration(spec, input_shape=input_shape, preprocessing=loaded.preprocessing,
                                     samples=cal_samples, holdout=verify_samples if verify else 0, seed=seed,
-                                    reporter=reporter, warn_few=precision == "int8")
+                                    reporter=reporter, warn_few=precision in CALIBRATED)
         s = data.summary
         data_note = {"dir": "held-out images from --calib", "npy": "held-out rows of --calib",
                      "npz": "held-out rows of --calib", "synthetic": "random noise pixels",
@@ -387,8 +410,8 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
     graph: dict[str, Any] = {}
     fops: list[str] = []
     with reporter.task(f"converting to {format} {precision}" + (f" (calibrating on {len(data.calib)})"
-                                                                  if precision == "int8" else ""),
-                       total=len(data.calib) if precision == "int8" else None) as advance:
+                                                                  if precision in CALIBRATED else ""),
+                       total=len(data.calib) if precision in CALIBRATED else None) as advance:
         with native_output_silenced():
             content = _convert(km, format, precision, data, io_type, allow_float_fallback, float_layers, opset,
                                advance, reduce_range)
@@ -399,7 +422,7 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
         for op in ops:
             counts[op.type] = counts.get(op.type, 0) + 1
         graph = {"ops": len(ops), "op_counts": counts}
-        if precision == "int8":
+        if precision in CALIBRATED:
             from edgecv.conversion.tflite import layers_in_name
 
             names = [layer.name for layer in km.layers]
@@ -410,11 +433,11 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
                 fops.append(f"{op.type} ({', '.join(lays) or op.output_name})")
             if fops and not allow_float_fallback:
                 raise EdgecvError(
-                    f"int8: op {fops[0]} cannot be quantized to int8 (no int8 kernel)"
+                    f"{precision}: op {fops[0]} cannot be quantized to {precision} (no {precision} kernel)"
                     + (f"; {len(fops) - 1} more" if len(fops) > 1 else "")
                     + ". Use --allow-float-fallback to keep it in float, or --precision dynamic")
             if fops:
-                reporter.warn(f"int8: {len(fops)} op(s) left in float: {', '.join(fops[:5])}")
+                reporter.warn(f"{precision}: {len(fops)} op(s) left in float: {', '.join(fops[:5])}")
     else:
         from edgecv.conversion.onnx_export import qdq_summary
 
@@ -460,6 +483,7 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
         Path(f"{final}.json").unlink(missing_ok=True)
 
     layer_report: tuple = ()
+    diagnosis = None
     if debug_layers:
         from edgecv.conversion.tflite import debug_layers as run_debugger
         from edgecv.conversion.tflite import freeze
@@ -478,16 +502,20 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
                 layer_report = _float_one_sensitivity(frozen, [layer.name for layer in km.layers], layer_report,
                                                       data, ref, io_type, allow_float_fallback, float_layers,
                                                       advance)
+            assert verification is not None
+            with reporter.task("output SQNR with 16-bit activations (int16x8)", total=1) as adv:
+                diagnosis = _diagnose(frozen, layer_report, verification.sqnr_db, data, ref, allow_float_fallback,
+                                      adv)
 
     result = ConversionResult(
         model=loaded.name, source=loaded.source, format=format, precision=precision, path=str(final),
         sidecar=str(final) + ".json", status=status, file_bytes=final.stat().st_size,
         inputs=inputs, outputs=outputs,
         preprocessing=preprocessing_dict(loaded.preprocessing, input_shape),
-        calibration=data.summary if (precision == "int8" and data is not None) else None,
+        calibration=data.summary if (precision in CALIBRATED and data is not None) else None,
         verification=verification, convert_seconds=round(convert_s, 3),
         total_seconds=round(time.perf_counter() - t_start, 3), float_ops=tuple(fops), float_layers=float_layers,
-        debug_layers=layer_report, graph=graph, versions=versions(), warnings=tuple(reporter.warnings),
+        debug_layers=layer_report, diagnosis=diagnosis, graph=graph, versions=versions(), warnings=tuple(reporter.warnings),
     )
     side = result.to_dict()
     side["io"] = io_type
@@ -537,9 +565,59 @@ def _float_one_sensitivity(frozen, names: list[str], report: tuple, data: Calibr
     return tuple(dataclasses.replace(e, output_sqnr_db_if_float=measured.get(e.layer)) for e in report)
 
 
+DEBUG_MIN_GAIN_DB = 1.0  # a layer whose float version gives back less than this is not a culprit
+DEBUG_ACTIVATION_GAIN_DB = 3.0  # 16-bit activations giving back this much: the activations are the culprit
+
+
+def _diagnose(frozen, report: tuple, int8_db: float, data: CalibrationData, ref: np.ndarray, allow_float: bool,
+              advance) -> Diagnosis:
+    """Layers, activations or weights: which part of int8 quantization costs the output SQNR."""
+    import tempfile
+
+    from edgecv.conversion import tflite
+
+    gains = [(e.output_sqnr_db_if_float - int8_db, e.layer) for e in report if e.output_sqnr_db_if_float is not None]
+    best_gain, best_layer = max(gains) if gains else (None, None)
+    a16 = None
+    with tempfile.TemporaryDirectory(prefix="edgecv-diagnosis-") as tmp:
+        try:
+            with native_output_silenced():
+                content = tflite.convert(frozen, "int16x8", data.calib, "int16", allow_float)
+            path = Path(tmp) / "int16x8.tflite"
+            path.write_bytes(content)
+            a16 = compare(ref, run_artifact(path, data.holdout).output).sqnr_db
+        except Exception:  # noqa: BLE001 - an op without an int16 kernel: no figure, said below
+            pass
+        advance()
+    best = "" if best_gain is None else f" (best: {best_layer}, {best_gain:+.1f} dB)"
+    if best_gain is not None and best_gain >= DEBUG_MIN_GAIN_DB:
+        culprit = "layers"
+        advice = (f"{best_layer} in float gives back {best_gain:.1f} dB of output SQNR "
+                  f"({int8_db:.1f} -> {int8_db + best_gain:.1f} dB): try --float-layers {best_layer}")
+    elif a16 is None:
+        culprit = "none"
+        advice = (f"no single layer accounts for the error{best}; this model has no int16x8 conversion to "
+                  f"tell activations from weights")
+    elif a16 - int8_db >= DEBUG_ACTIVATION_GAIN_DB:
+        culprit = "activations"
+        advice = (f"no single layer accounts for the error: keeping the worst ones in float gives back less than "
+                  f"{DEBUG_MIN_GAIN_DB:g} dB{best}, so --float-layers will not recover it; the loss is spread over "
+                  f"the int8 activations: with the same int8 weights, 16-bit activations (--precision int16x8) "
+                  f"give {a16:.1f} dB against int8's {int8_db:.1f} dB. int16x8 has no XNNPACK kernels (LiteRT "
+                  f"runs it many times slower than int8: measure it); otherwise keep the activations in float "
+                  f"(float16/float32) or use an architecture built for int8 (EfficientNet-Lite)")
+    else:
+        culprit = "weights"
+        advice = (f"no single layer accounts for the error{best}, and 16-bit activations give {a16:.1f} dB against "
+                  f"int8's {int8_db:.1f} dB: the int8 weights (and int8 input/output) carry it")
+    r = lambda v: None if v is None else round(float(v), 2)  # noqa: E731
+    return Diagnosis(int8_sqnr_db=r(int8_db), best_float_layer=best_layer, best_float_layer_gain_db=r(best_gain),
+                     int16x8_sqnr_db=r(a16), culprit=culprit, advice=advice)
+
+
 def _convert(km, fmt, precision, data, io_type, allow_float, float_layers, opset, advance,
              reduce_range=False) -> bytes:
-    calib = data.calib if (precision == "int8" and data is not None) else None
+    calib = data.calib if (precision in CALIBRATED and data is not None) else None
     if fmt == "tflite":
         from edgecv.conversion import tflite
 
@@ -597,7 +675,7 @@ def _gate(m: Metrics, data_note: str, runtime: str, min_sqnr_db: float | None,
 
 
 def _check_io(inputs, outputs, fmt, precision, io_type, final: Path) -> None:
-    want = io_type if (fmt == "tflite" and precision == "int8") else "float32"
+    want = io_type if (fmt == "tflite" and precision in CALIBRATED) else "float32"
     got = {t.dtype for t in (*inputs, *outputs)}
     if got != {want}:
         raise EdgecvError(f"{final.name}: expected {want} inputs and outputs, the converter produced "

@@ -1,4 +1,4 @@
-"""Keras -> TFLite: float32, float16, dynamic-range and full-integer int8 (imports TensorFlow).
+"""Keras -> TFLite: float32, float16, dynamic-range, full-integer int8 and int16x8 (imports TensorFlow).
 
 Route: the Keras model is traced once into a concrete function with batch 1 and its variables frozen
 into constants, then handed to ``tf.lite.TFLiteConverter.from_concrete_functions``. This gives the
@@ -8,6 +8,10 @@ same flatbuffer as ``from_keras_model`` (same MLIR converter and quantizer) abou
 int8 is full-integer: per-channel weights (the converter's default), int8 activations, input/output
 ``int8``, ``uint8`` or ``float32``. TensorFlow silently leaves ops without an int8 kernel in float even
 with ``TFLITE_BUILTINS_INT8``; :func:`edgecv.conversion.verify.float_ops` finds them afterwards.
+int16x8 is TFLite's full-integer mode with 16-bit activations and 8-bit weights
+(``EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8``; input/output ``int16`` or ``float32``):
+for models whose int8 loss is spread over many activations rather than a few layers. XNNPACK has no
+int16 kernels, so LiteRT runs it on its built-in kernels (slower than int8; measure it).
 Selective quantization (``float_layers``) calibrates once (``_experimental_calibrate_only``) and
 quantizes with ``denylisted_nodes``: the same two calls the converter makes, plus the deny list.
 """
@@ -25,7 +29,8 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-IO_TYPES = ("int8", "uint8", "float32")
+IO_TYPES = ("int8", "uint8", "int16", "float32")
+CALIBRATED = ("int8", "int16x8")  # the precisions that need calibration data (full integer)
 
 
 @dataclass(frozen=True)
@@ -78,11 +83,12 @@ def make_converter(frozen, precision: str, calib: np.ndarray | None = None, io_t
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if precision == "float16":
         conv.target_spec.supported_types = [tf.float16]
-    elif precision == "int8":
+    elif precision in CALIBRATED:
         if calib is None:
-            raise ValueError("int8 needs calibration data")
+            raise ValueError(f"{precision} needs calibration data")
         conv.representative_dataset = _dataset(calib, advance)
-        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if precision == "int8"
+               else tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
         if allow_float:
             ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
         conv.target_spec.supported_ops = ops

@@ -84,6 +84,10 @@ def predict_profile(static: ProfileResult, device: str | DeviceProfile, threads:
     if "float16" in dtypes or precision == "float16":
         warnings.append("float16 model: TFLite runs it as float32 on the CPU (fp16 weights are dequantized at "
                         "load), so it is predicted at float32 speed with float32 weights in memory")
+    if "int16" in dtypes or precision == "int16x8":
+        warnings.append("int16x8 model (16-bit activations): XNNPACK has no int16 kernels and no published "
+                        "latency calibrates TFLite's built-in int16 kernels, so it is priced as float32 on XNNPACK, "
+                        "which the built-in kernels do not reach: measure it on the target (--target)")
     has_int8 = any(compute_dtype(d) == "int8" for d in dtypes)
     if has_int8 and not dev.dotprod:
         f32_ms, _ = predict_ops_ms([dataclasses.replace(o, dtype="float32") for o in ops], dev, n)

@@ -106,7 +106,7 @@ class StaticAnalysis:
 
     path: str
     format: str  # tflite | onnx
-    precision: str  # float32 | float16 | int8 | dynamic | mixed
+    precision: str  # float32 | float16 | int8 | int16x8 | dynamic | mixed
     ops: list[OpStat]
     macs: int
     params: int
@@ -485,6 +485,8 @@ def _summarize(g: Graph, path: str) -> StaticAnalysis:
             wdt = wts[0].stored_dtype or wts[0].dtype if wts and wts[0].const else dtype
             if dtype in ("int8", "uint8"):
                 kinds.add("int8")
+            elif dtype == "int16" and wdt == "int8":
+                kinds.add("int16x8")
             elif dtype.startswith("float") and wdt in ("int8", "uint8", "int4"):
                 kinds.add("dynamic")
             elif wdt == "float16" or dtype == "float16":
