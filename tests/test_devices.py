@@ -202,6 +202,16 @@ def test_int8_without_dotprod_warns():
     assert not any("dot-product" in w for w in w5)
 
 
+def test_int16x8_warns_that_no_published_latency_prices_it():
+    i8 = anchor_static("mobilenet_v2_1.00_224", "int8")
+    a16 = dataclasses.replace(i8, precision="int16x8",
+                              ops=[dataclasses.replace(o, dtype="int16" if o.dtype == "int8" else o.dtype)
+                                   for o in i8.ops])
+    w = predict_profile(a16, "rpi5", 4).prediction["warnings"]
+    assert any("int16x8" in x and "XNNPACK has no int16 kernels" in x and "--target" in x for x in w)
+    assert not any("int16" in x for x in predict_profile(i8, "rpi5", 4).prediction["warnings"])
+
+
 def test_ops_xnnpack_does_not_take_warn_and_cost_more():
     static = anchor_static("mobilenet_v1_0.50_224", "float32")
     base = predict_profile(static, "rpi4", 4).prediction

@@ -106,7 +106,7 @@ def _tflite(model, kind: str, path) -> str:
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if kind == "int8":
+    if kind in ("int8", "int16x8"):
         size = model.inputs[0].shape[1]
 
         def rep():
@@ -116,9 +116,11 @@ def _tflite(model, kind: str, path) -> str:
 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = rep
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
+        conv.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if kind == "int8"
+            else tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        conv.inference_input_type = tf.int8 if kind == "int8" else tf.int16
+        conv.inference_output_type = conv.inference_input_type
     elif kind == "float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
@@ -139,13 +141,13 @@ def mobilenet_v2_224_int8(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def small_three_precisions(tmp_path_factory):
-    """MobileNetV2 0.35-96 in float32, float16 and int8 TFLite."""
+    """MobileNetV2 0.35-96 in float32, float16, int8 and int16x8 TFLite."""
     from edgecv.builders.registry import create_model
 
     model = create_model("mobilenet_v2_0.35_96")
     randomize_weights(model)
     out = tmp_path_factory.mktemp("mnv2s")
-    return {k: _tflite(model, k, out / f"{k}.tflite") for k in ("float32", "float16", "int8")}
+    return {k: _tflite(model, k, out / f"{k}.tflite") for k in ("float32", "float16", "int8", "int16x8")}
 
 
 def test_liveness_peak_matches_hand_figures(mobilenet_v2_224_int8, reference_dir):
@@ -178,6 +180,12 @@ def test_precisions_and_dtypes(small_three_precisions):
     # DEQUANTIZE of fp16 weights runs once at load: not in the execution order, the liveness is fp32's
     assert len(fp16.ops) == len(fp32.ops)
     assert fp16.peak_activation_bytes == fp32.peak_activation_bytes == 4 * int8.peak_activation_bytes
+    # int16x8: 16-bit activations, int8 weights; the same graph at two bytes per activation
+    a16 = analyze(small_three_precisions["int16x8"])
+    assert a16.precision == "int16x8" and a16.macs == int8.macs and a16.params == int8.params
+    assert {o.dtype for o in a16.ops if o.macs} == {"int16"}
+    assert a16.peak_activation_bytes == 2 * int8.peak_activation_bytes
+    assert 0.9 < a16.weights_bytes / int8.weights_bytes < 1.4  # int8 kernels; int64 biases instead of int32
 
 
 def test_onnx_runtime_quantized_graphs(converted, tmp_path):
