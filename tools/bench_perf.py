@@ -5,9 +5,9 @@ For each model (default: MobileNetV2 1.0-224, EfficientNet-Lite0, EfficientNet-B
 architectures, untrained weights: latency does not depend on the weights' values) it records
 
 - build wall time (``create_model``) and convert wall time per format and precision (TFLite float32,
-  float16, int8; ONNX float32, int8) through ``edgecv.conversion.quantize`` (int8 calibrated on
+  float16, int8, int16x8; ONNX float32, int8) through ``edgecv.conversion.quantize`` (int8 calibrated on
   ``--calib-samples`` scikit-image photos; verification off: it is timed by the quality benchmark);
-- host latency p50 (and p90) with ``edgecv.profiling.profile`` on LiteRT (float32, float16, int8) and ONNX
+- host latency p50 (and p90) with ``edgecv.profiling.profile`` on LiteRT (float32, float16, int8, int16x8) and ONNX
   Runtime (float32, int8), at 1 and 2 threads, and the runner's peak RSS;
 - ``edgecv --help`` wall time (fresh processes, best and median of ``--help-runs``);
 - the profiler's overhead against a bare loop: a fresh process that only loads the interpreter and times
@@ -41,8 +41,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import _machine  # noqa: E402
 
 DEFAULT_MODELS = ("mobilenet_v2_1.00_224", "efficientnet_lite0", "efficientnet_b0")
-ARTIFACTS = (("tflite", "float32"), ("tflite", "float16"), ("tflite", "int8"), ("onnx", "float32"),
-             ("onnx", "int8"))
+ARTIFACTS = (("tflite", "float32"), ("tflite", "float16"), ("tflite", "int8"), ("tflite", "int16x8"),
+             ("onnx", "float32"), ("onnx", "int8"))
 
 BARE_LOOP = r"""
 import json, sys, time
@@ -117,7 +117,7 @@ def convert_model(name: str, workdir: Path, calib_samples: int) -> tuple[dict, d
     paths = {}
     for fmt, precision in ARTIFACTS:
         t = time.perf_counter()
-        res = quantize(model, precision, format=fmt, calib=str(calib) if precision == "int8" else None,
+        res = quantize(model, precision, format=fmt, calib=str(calib) if precision in ("int8", "int16x8") else None,
                        samples=calib_samples, output=str(workdir / name), verify=False)
         wall = time.perf_counter() - t
         paths[(fmt, precision)] = res.path

@@ -4,13 +4,14 @@
 Trains edgecv registry models (MobileNetV2 alpha 0.35, EfficientNet-Lite0, EfficientNet-B0; 10 classes at
 32 px) on scikit-learn's handwritten digits (upscaled to RGB 32 px, seeded stratified split: 1347 train,
 450 test; nothing downloaded), then converts each with ``edgecv.conversion.quantize`` to TFLite float16,
-dynamic and int8 and to ONNX float32 and int8, calibrating on training images only, and runs every artifact
+dynamic, int8 and int16x8 and to ONNX float32 and int8, calibrating on training images only, and runs every artifact
 on the test set in its own runtime (LiteRT / ONNX Runtime). Per artifact: test accuracy, drop from the
 Keras float model (points), top-1 agreement with it, output SQNR (dB), file size.
 
-For EfficientNet-B0 (swish, squeeze-excite) the int8 TFLite conversion also runs edgecv's per-layer
-debug report (``debug_layers=True``); the worst layers it names are then kept in float with
-``float_layers=...`` and the test accuracy measured again.
+int8 (TFLite and ONNX) is also converted with four more seeded draws of calibration images, to show how
+much one draw's drop on 450 test images depends on the draw. For EfficientNet-B0 (swish, squeeze-excite) the
+int8 TFLite conversion also runs edgecv's per-layer debug report and diagnosis (``debug_layers=True``); the
+worst layers it names are then kept in float with ``float_layers=...`` and the test accuracy measured again.
 
 ONNX int8 is made twice: full-range weights (what Arm CPUs and x86 with VNNI compute exactly) and
 ``reduce_range=True`` (7-bit weights, for x86 without VNNI). On an x86 CPU without VNNI the full-range file is
@@ -26,6 +27,7 @@ Writes ``<out>/quality_<machine>.json`` and ``.md`` (``<machine>``: ``_machine.m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -60,8 +62,9 @@ MODELS = {
     "b0": Spec("b0", "efficientnet_b0", epochs=15, learning_rate=3e-3, debug=True),
 }
 # (format, precision, quantize() options): the artifacts each model is converted to.
-ARTIFACTS = (("tflite", "float16", {}), ("tflite", "dynamic", {}), ("tflite", "int8", {}), ("onnx", "float32", {}),
-             ("onnx", "int8", {}), ("onnx", "int8", {"reduce_range": True}))
+ARTIFACTS = (("tflite", "float16", {}), ("tflite", "dynamic", {}), ("tflite", "int8", {}), ("tflite", "int16x8", {}),
+             ("onnx", "float32", {}), ("onnx", "int8", {}), ("onnx", "int8", {"reduce_range": True}))
+DRAWS = 5  # int8 is also converted with calibration draws (seeds) 1..DRAWS-1: how much the drop depends on them
 CALIB_SAMPLES = 200
 FLOAT_LAYERS_K = 3  # how many of the debug report's worst layers to keep in float (when none measurably helps)
 DEBUG_VERIFY_SAMPLES = 100  # held-out training images for the debug report's kept-in-float figures (16 is noisy)
@@ -90,13 +93,13 @@ def evaluate(path: str, x: np.ndarray, y: np.ndarray, ref: np.ndarray, float_acc
 
 
 def convert_and_eval(model, fmt: str, precision: str, calib: Path, outdir: Path, data: dict, float_acc: float,
-                     **kw) -> dict:
+                     seed: int = 0, **kw) -> dict:
     from edgecv.conversion.api import quantize
     from edgecv.conversion.onnx_export import int8_kernels_saturate
 
     t0 = time.perf_counter()
     res = quantize(model, precision, format=fmt, calib=str(calib), samples=CALIB_SAMPLES, output=str(outdir),
-                   seed=0, **kw)
+                   seed=seed, **kw)
     wall = time.perf_counter() - t0
     row = {"format": fmt, "precision": precision, "file_bytes": res.file_bytes,
            "convert_seconds": res.convert_seconds, "quantize_call_seconds": round(wall, 2),
@@ -114,6 +117,8 @@ def convert_and_eval(model, fmt: str, precision: str, calib: Path, outdir: Path,
             {"layer": e.layer, "fused": list(e.fused), "op": e.op, "rmse_over_scale": e.rmse_over_scale,
              "output_sqnr_db_if_float": e.output_sqnr_db_if_float}
             for e in res.debug_layers]
+    if res.diagnosis is not None:
+        row["diagnosis"] = dataclasses.asdict(res.diagnosis)
     return row
 
 
@@ -141,6 +146,21 @@ def run_model(spec: Spec, digits: _digits.Digits, workdir: Path, seed: int) -> d
         log(f"{spec.key}: {name}: accuracy {row['test_accuracy']:.4f} drop {row['drop_points']:+.2f} "
             f"agreement {row['top1_agreement']:.4f} SQNR {row['sqnr_db']:.1f} dB")
         out["artifacts"].append(row)
+    # The same int8 conversions with other seeded draws of the calibration images: one draw's drop on 450 test
+    # images moves by a few images with the draw.
+    for fmt in ("tflite", "onnx"):
+        draws = [dict(seed=0, **{k: a[k] for k in ("test_accuracy", "drop_points", "top1_agreement", "sqnr_db")})
+                 for a in out["artifacts"] if (a["format"], a["precision"], a["reduce_range"]) == (fmt, "int8", False)]
+        for s in range(1, DRAWS):
+            r = convert_and_eval(model, fmt, "int8", calib, workdir / "draws", data, tr.float_accuracy, seed=s)
+            draws.append({"seed": s, **{k: r[k] for k in ("test_accuracy", "drop_points", "top1_agreement",
+                                                          "sqnr_db")}})
+        drops = [d["drop_points"] for d in draws]
+        log(f"{spec.key}: {fmt} int8 over {len(draws)} calibration draws: drop {min(drops):+.2f}..{max(drops):+.2f}, "
+            f"mean {np.mean(drops):+.2f}")
+        out[f"{fmt}_int8_draws"] = {"draws": draws, "mean_drop_points": round(float(np.mean(drops)), 2),
+                                    "min_drop_points": min(drops), "max_drop_points": max(drops),
+                                    "mean_sqnr_db": round(float(np.mean([d["sqnr_db"] for d in draws])), 2)}
     if spec.debug:
         # The debug workflow a user follows: --debug-layers (with more held-out samples than the default 16, whose
         # kept-in-float figures are noisy), then --float-layers on what it names, with the same options, so both
@@ -202,6 +222,17 @@ def markdown(result: dict) -> str:
         lines += ["", "[QDQ reference]: ONNX Runtime with graph optimizations off, the arithmetic of Arm and VNNI "
                       "CPUs; [this CPU's kernels]: the same file through this x86 CPU's fused int8 kernels (no VNNI: "
                       "they saturate on full-range weights); 7-bit weights: `--reduce-range`, for x86 without VNNI."]
+    lines += ["", f"int8 over {DRAWS} seeded calibration draws of {CALIB_SAMPLES} training images (drop in points: "
+                  "min..max, mean; mean output SQNR):"]
+    for m in result["models"]:
+        parts = []
+        for fmt in ("tflite", "onnx"):
+            d = m.get(f"{fmt}_int8_draws")
+            if d:
+                parts.append(f"{fmt} {d['min_drop_points']:+.1f}..{d['max_drop_points']:+.1f}, mean "
+                             f"{d['mean_drop_points']:+.2f}, {d['mean_sqnr_db']:.1f} dB")
+        if parts:
+            lines.append(f"- {m['model']}: " + "; ".join(parts))
     for m in result["models"]:
         art = m.get("int8_debug") or {}
         dbg = art.get("debug_layers")
@@ -217,6 +248,8 @@ def markdown(result: dict) -> str:
                           f"RMSE in quantization steps; output SQNR on {n} held-out training images: {base:.1f} dB as "
                           "converted, and with each of the three worst layers kept in float): "
                       + ", ".join(item(e) for e in dbg[:6])]
+            if art.get("diagnosis"):
+                lines += ["", f"Diagnosis ({art['diagnosis']['culprit']}): {art['diagnosis']['advice']}"]
     lines += ["", f"Total wall time {result['wall_seconds']:.0f} s, CPU {result['cpu_seconds']:.0f} s "
                   f"(load average at start {env.get('load_average_start')})."]
     return "\n".join(lines) + "\n"
