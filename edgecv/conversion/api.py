@@ -589,7 +589,7 @@ def _diagnose(frozen, report: tuple, int8_db: float, data: CalibrationData, ref:
         except Exception:  # noqa: BLE001 - an op without an int16 kernel: no figure, said below
             pass
         advance()
-    best = "" if best_gain is None else f" (best: {best_layer}, {best_gain:+.1f} dB)"
+    best = "" if best_gain is None else f" (best: {best_layer}, {round(best_gain, 1) + 0.0:+.1f} dB)"
     if best_gain is not None and best_gain >= DEBUG_MIN_GAIN_DB:
         culprit = "layers"
         advice = (f"{best_layer} in float gives back {best_gain:.1f} dB of output SQNR "
