@@ -303,6 +303,25 @@ def test_tflite_int16x8_16_bit_activations_8_bit_weights(small, calib_npy, tmp_p
     assert Path(res.path).stat().st_size < 0.35 * 4 * sum(int(np.prod(w.shape)) for w in model.weights)
 
 
+def test_int16x8_that_litert_cannot_prepare_is_one_error_and_no_file(tmp_path):
+    """A ReLU6 layer whose output is always zero gets a symmetric 16-bit scale too small for its activation
+    bounds; LiteRT refuses to prepare it. edgecv checks before writing, also with --no-verify (int8 prepares)."""
+    import keras
+
+    from edgecv.conversion.api import quantize
+
+    inp = keras.Input((16, 16, 3))
+    y = keras.layers.Conv2D(4, 3, activation="relu6", kernel_initializer="zeros", name="dead")(inp)
+    y = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, name="c2")(y))
+    m = keras.Model(inp, y, name="deadnet")
+    for verify in (False, True):
+        with pytest.raises(EdgecvError, match=r"deadnet_int16x8.tflite: LiteRT cannot prepare the converted int16x8 "
+                                              r"model: .*CONV_2D.*calibrate on real images"):
+            quantize(m, "int16x8", calib="synthetic", samples=4, verify_samples=2, verify=verify, output=tmp_path)
+        assert not list(tmp_path.iterdir())
+    assert Path(quantize(m, "int8", calib="synthetic", samples=4, verify=False, output=tmp_path).path).exists()
+
+
 @pytest.mark.parametrize("precision", ["float32", "float16", "dynamic"])
 def test_tflite_float_precisions(small, tmp_path, precision):
     from edgecv.conversion.api import quantize

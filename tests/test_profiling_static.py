@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgecv.profiling.static import analyze, analyze_in_process
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from _weights import randomize_weights  # noqa: E402  (one definition, shared with tools/bench_perf.py)
 
 # One model per family and feature: V1 (1x1 Conv2D classifier), V2 (residuals, ZeroPadding),
 # B0 (SE blocks with biased 1x1 convs, swish, Rescaling + Normalization that must count 0 parameters).
@@ -26,22 +31,6 @@ REPRESENTATIVE = ["mobilenet_v1_0.25_128", "mobilenet_v2_0.35_96", "efficientnet
 # Slow set: the largest widths and resolutions of the MobileNets and the Lite family (converting all 59
 # registered models in both formats takes over an hour on 2 cores; it was run once outside the suite).
 SLOW = ["mobilenet_v1_1.00_224", "mobilenet_v2_1.40_224", "efficientnet_lite0", "efficientnet_lite4"]
-
-
-def randomize_weights(model, seed: int = 0) -> None:
-    """Trained-looking BatchNorm statistics and biases (non-zero), so no converter can drop them."""
-    import keras
-
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            g, b, m, v = layer.get_weights()
-            layer.set_weights([rng.uniform(0.5, 1.5, g.shape).astype("float32"),
-                               rng.normal(0, 0.1, b.shape).astype("float32"),
-                               rng.normal(0, 0.1, m.shape).astype("float32"),
-                               rng.uniform(0.5, 1.5, v.shape).astype("float32")])
-        elif getattr(layer, "use_bias", False) and getattr(layer, "bias", None) is not None:
-            layer.bias.assign(rng.normal(0, 0.1, tuple(layer.bias.shape)).astype("float32"))
 
 
 def convert_both(name: str, out_dir) -> tuple[object, str, str]:

@@ -5,7 +5,9 @@ Trains the quality benchmark's EfficientNet-B0 (digits, 32 px, seed 0: the same 
 ``tools/bench_quality.py``), converts it to full-integer int8 TFLite with the benchmark's calibration, and
 again with each group of Keras layers kept in float (``--float-layers``): the debug report's worst layers,
 layer families (squeeze-excite convolutions, activations, depthwise / project / expand convolutions), single
-blocks, the stem and head, whole ranges of blocks, and every layer. Each artifact runs on the 450 test images
+blocks, the stem and head, whole ranges of blocks, the residual path, every layer, and every layer but the
+squeeze-excite multiplies or the residual adds; then int16x8 (16-bit activations, the same int8 weights).
+Each artifact runs on the 450 test images
 (LiteRT); printed and written as JSON: test accuracy, drop from float and output SQNR. Also: 1000
 calibration images instead of 200. Layers that have no op of their own in the converted graph (dropout,
 padding, reshapes: folded or identities) are left out of a group.
@@ -49,8 +51,14 @@ def groups(model, debug_order: list[str]) -> dict[str, list[str]]:
     g["head (top conv, pool, classifier)"] = ["top_conv", "avg_pool", "predictions"]
     for lo, hi in ((1, 3), (4, 5), (6, 7), (2, 7)):
         g[f"blocks {lo}-{hi}"] = [n for n in weighted if block(n) is not None and lo <= block(n) <= hi]
+    g["residual path (project convs, adds, expand convs)"] = [
+        n for n in names if n.endswith(("_project_conv", "_add", "_expand_conv"))]
     g["every layer with weights or an activation"] = [n for n in weighted if n != "normalization"]
-    g["every layer"] = [n for n in names if n != "input_layer"]
+    every = [n for n in names if n != "input_layer"]
+    # The converse: everything in float except one family, so only that family's tensors are int8
+    for family, suffix in (("squeeze-excite multiplies", "_se_excite"), ("residual adds", "_add")):
+        g[f"every layer but the {family} (only they int8)"] = [n for n in every if not n.endswith(suffix)]
+    g["every layer"] = every
     return g
 
 
@@ -105,6 +113,11 @@ def _experiments(work: Path) -> dict:
     order = list(dict.fromkeys(e["layer"] for e in base.get("debug_layers", ())))
     for key, layers in groups(model, order).items():
         run(key, layers)
+    r = bq.convert_and_eval(model, "tflite", "int16x8", calib, work / "artifact", data, tr.float_accuracy)
+    rows.append({"group": "int16x8 (16-bit activations, the same int8 weights)", "float_layers": 0,
+                 "test_accuracy": r["test_accuracy"], "drop_points": r["drop_points"], "sqnr_db": r["sqnr_db"]})
+    print(f"{rows[-1]['group']:45s}    0 layers  {100 * r['test_accuracy']:.1f}%  drop {r['drop_points']:+.2f}  "
+          f"SQNR {r['sqnr_db']:.1f} dB", flush=True)
     saved = bq.CALIB_SAMPLES
     bq.CALIB_SAMPLES = 1000
     try:

@@ -2,7 +2,9 @@
 """Performance benchmark: where edgecv is fast or slow on this machine.
 
 For each model (default: MobileNetV2 1.0-224, EfficientNet-Lite0, EfficientNet-B0; 1000 classes, registry
-architectures, untrained weights: latency does not depend on the weights' values) it records
+architectures, random weights with trained-looking BatchNorm statistics: latency does not depend on the
+weights' values, but an identity BatchNorm leaves layers whose output is always zero, which int16x8 cannot
+prepare) it records
 
 - build wall time (``create_model``) and convert wall time per format and precision (TFLite float32,
   float16, int8, int16x8; ONNX float32, int8) through ``edgecv.conversion.quantize`` (int8 calibrated on
@@ -39,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import _machine  # noqa: E402
+from _weights import randomize_weights  # noqa: E402
 
 DEFAULT_MODELS = ("mobilenet_v2_1.00_224", "efficientnet_lite0", "efficientnet_b0")
 ARTIFACTS = (("tflite", "float32"), ("tflite", "float16"), ("tflite", "int8"), ("tflite", "int16x8"),
@@ -111,6 +114,9 @@ def convert_model(name: str, workdir: Path, calib_samples: int) -> tuple[dict, d
     t = time.perf_counter()
     model = create_model(cfg)
     build_s = time.perf_counter() - t
+    # weights=None leaves BatchNorm at identity and biases at zero; trained-looking statistics keep every layer's
+    # output range non-zero, as in a deployed model (int16x8 cannot be prepared with a layer that is always zero)
+    randomize_weights(model)
     calib = calibration_file(workdir, cfg.resolution, calib_samples, cfg.spec.preprocessing)
     row = {"model": name, "resolution": cfg.resolution, "params": int(model.count_params()),
            "build_seconds": round(build_s, 2), "convert": []}

@@ -27,6 +27,7 @@ from edgecv.builders.arch import Preprocessing
 from edgecv.conversion.calibration import CalibrationData, CalibrationSummary, load_calibration
 from edgecv.conversion.onnx_export import int8_kernels_saturate
 from edgecv.conversion.progress import Reporter
+from edgecv.conversion.tflite import CALIBRATED  # full integer: the precisions that need calibration data
 from edgecv.conversion.verify import (Metrics, TensorInfo, compare, float_ops, inspect_io, outputs_barely_vary,
                                       run_artifact, tflite_ops)
 from edgecv.errors import EdgecvError, GateFailed, root_cause, suggest
@@ -34,7 +35,6 @@ from edgecv.fileio import atomic_path, check_output_dir, unsafe_zip_member, writ
 from edgecv.native import import_tensorflow, native_output_silenced
 
 PRECISIONS = ("int8", "int16x8", "float16", "dynamic", "float32")
-CALIBRATED = ("int8", "int16x8")  # full integer: these need calibration data
 
 
 @dataclass(frozen=True)
@@ -417,6 +417,7 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
                                advance, reduce_range)
     convert_s = time.perf_counter() - t_conv
     if format == "tflite":
+        _check_prepares(content, precision, final)
         ops = tflite_ops(content)
         counts: dict[str, int] = {}
         for op in ops:
@@ -636,6 +637,22 @@ def _convert(km, fmt, precision, data, io_type, allow_float, float_layers, opset
         return f32 if precision == "float32" else onnx_export.quantize_int8(f32, calib, advance, reduce_range)
     except Exception as exc:  # noqa: BLE001
         raise EdgecvError(f"ONNX {precision} conversion failed: {_first_line(exc)}") from None
+
+
+def _check_prepares(content: bytes, precision: str, final: Path) -> None:
+    """LiteRT must be able to allocate the converted model (checked in this process: the converter's own output,
+    before anything is written), else one line naming the op. int16x8 fails here when calibration leaves a layer's
+    output range at zero: its symmetric 16-bit scale is then too small for the fused activation's bounds."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        with native_output_silenced():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
+            Interpreter(model_content=content).allocate_tensors()
+    except Exception as exc:  # noqa: BLE001 - the kernel's check, one line
+        msg = _first_line(exc).rstrip(".")
+        hint = ("; a layer's calibrated output range is zero (an untrained model, or calibration data that never "
+                "activates it): calibrate on real images" if "no_integer_overflow_from_quantization" in msg else "")
+        raise EdgecvError(f"{final.name}: LiteRT cannot prepare the converted {precision} model: {msg}{hint}") from None
 
 
 def _chmod_like_umask(path: Path) -> None:

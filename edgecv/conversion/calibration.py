@@ -138,7 +138,7 @@ def load_calibration(spec: str | os.PathLike | None, *, input_shape: tuple[int |
         desc = describe_preprocessing(preprocessing, (h, w))
         skipped = 0
     elif str(spec) == "synthetic":
-        reporter.warn("--calib synthetic: calibrating on random noise gives poor int8 scales; "
+        reporter.warn("--calib synthetic: calibrating on random noise gives poor quantization scales; "
                       "use real images (--calib DIR) for a deployable model")
         rng = np.random.default_rng(seed)
         arr = preprocessing.apply(rng.uniform(0.0, 255.0, (want, h, w, c)).astype(np.float32))
@@ -177,7 +177,7 @@ def load_calibration(spec: str | os.PathLike | None, *, input_shape: tuple[int |
         reporter.warn(f"--calib: {len(calib)} calibration sample(s) available, fewer than --samples {samples}")
     if len(calib) < FEW_SAMPLES and spec is not None and warn_few:
         reporter.warn(f"calibrating on {len(calib)} sample(s) (fewer than {FEW_SAMPLES}): "
-                      "int8 scales may be unreliable")
+                      "quantization scales may be unreliable")
     summary = CalibrationSummary(
         source=source, kind=kind, samples=len(calib), holdout=len(held), seed=seed, input_shape=(h, w, c),
         preprocessing=desc, files_found=found, files_skipped=skipped,
