@@ -7,10 +7,10 @@ weights' values, but an identity BatchNorm leaves layers whose output is always 
 prepare) it records
 
 - build wall time (``create_model``) and convert wall time per format and precision (TFLite float32,
-  float16, int8, int16x8; ONNX float32, int8) through ``edgecv.conversion.quantize`` (int8 calibrated on
+  float16, dynamic, int8, int16x8; ONNX float32, int8) through ``edgecv.conversion.quantize`` (int8 calibrated on
   ``--calib-samples`` scikit-image photos; verification off: it is timed by the quality benchmark);
-- host latency p50 (and p90) with ``edgecv.profiling.profile`` on LiteRT (float32, float16, int8, int16x8) and ONNX
-  Runtime (float32, int8), at 1 and 2 threads, and the runner's peak RSS;
+- host latency p50 (and p90) with ``edgecv.profiling.profile`` on LiteRT (float32, float16, dynamic, int8,
+  int16x8) and ONNX Runtime (float32, int8), at 1 and 2 threads, and the runner's peak RSS;
 - ``edgecv --help`` wall time (fresh processes, best and median of ``--help-runs``);
 - the profiler's overhead against a bare loop: a fresh process that only loads the interpreter and times
   ``invoke()`` (same model, same threads), its p50 against ``profile()``'s p50, and ``profile()``'s total wall
@@ -44,8 +44,8 @@ import _machine  # noqa: E402
 from _weights import randomize_weights  # noqa: E402
 
 DEFAULT_MODELS = ("mobilenet_v2_1.00_224", "efficientnet_lite0", "efficientnet_b0")
-ARTIFACTS = (("tflite", "float32"), ("tflite", "float16"), ("tflite", "int8"), ("tflite", "int16x8"),
-             ("onnx", "float32"), ("onnx", "int8"))
+ARTIFACTS = (("tflite", "float32"), ("tflite", "float16"), ("tflite", "dynamic"), ("tflite", "int8"),
+             ("tflite", "int16x8"), ("onnx", "float32"), ("onnx", "int8"))
 
 BARE_LOOP = r"""
 import json, sys, time

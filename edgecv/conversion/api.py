@@ -516,7 +516,8 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
         calibration=data.summary if (precision in CALIBRATED and data is not None) else None,
         verification=verification, convert_seconds=round(convert_s, 3),
         total_seconds=round(time.perf_counter() - t_start, 3), float_ops=tuple(fops), float_layers=float_layers,
-        debug_layers=layer_report, diagnosis=diagnosis, graph=graph, versions=versions(), warnings=tuple(reporter.warnings),
+        debug_layers=layer_report, diagnosis=diagnosis, graph=graph, versions=versions(),
+        warnings=tuple(reporter.warnings),
     )
     side = result.to_dict()
     side["io"] = io_type
@@ -577,7 +578,8 @@ def _diagnose(frozen, report: tuple, int8_db: float, data: CalibrationData, ref:
 
     from edgecv.conversion import tflite
 
-    gains = [(e.output_sqnr_db_if_float - int8_db, e.layer) for e in report if e.output_sqnr_db_if_float is not None]
+    gains = [(e.output_sqnr_db_if_float - int8_db, e.layer) for e in report
+             if e.output_sqnr_db_if_float is not None]
     best_gain, best_layer = max(gains) if gains else (None, None)
     a16 = None
     with tempfile.TemporaryDirectory(prefix="edgecv-diagnosis-") as tmp:
