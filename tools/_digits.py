@@ -68,8 +68,10 @@ def augment(x: np.ndarray, rng: np.random.Generator, max_shift: int) -> np.ndarr
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
+    from edgecv.native import import_tensorflow
+
+    tf = import_tensorflow()  # TensorFlow's start-up notices silenced
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     if deterministic:
@@ -99,8 +101,10 @@ def train(name: str, data: Digits, *, epochs: int, batch_size: int = 64, learnin
     determinism). The training step is one ``tf.function`` traced without autograph and run without Grappler:
     tracing a 150-400 layer model otherwise costs more CPU than the whole training.
     """
+    from edgecv.native import import_tensorflow
+
+    tf = import_tensorflow()  # TensorFlow's start-up notices silenced
     import keras
-    import tensorflow as tf
 
     from edgecv.builders.registry import create_model, get_config
 
