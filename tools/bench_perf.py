@@ -109,6 +109,7 @@ def calibration_file(workdir: Path, resolution: int, samples: int, pre) -> Path:
 def convert_model(name: str, workdir: Path, calib_samples: int) -> tuple[dict, dict[tuple[str, str], str]]:
     from edgecv.builders.registry import create_model, get_config
     from edgecv.conversion.api import quantize
+    from edgecv.conversion.tflite import CALIBRATED
 
     cfg = get_config(name)
     t = time.perf_counter()
@@ -123,7 +124,7 @@ def convert_model(name: str, workdir: Path, calib_samples: int) -> tuple[dict, d
     paths = {}
     for fmt, precision in ARTIFACTS:
         t = time.perf_counter()
-        res = quantize(model, precision, format=fmt, calib=str(calib) if precision in ("int8", "int16x8") else None,
+        res = quantize(model, precision, format=fmt, calib=str(calib) if precision in CALIBRATED else None,
                        samples=calib_samples, output=str(workdir / name), verify=False)
         wall = time.perf_counter() - t
         paths[(fmt, precision)] = res.path

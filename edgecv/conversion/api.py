@@ -589,7 +589,7 @@ def _diagnose(frozen, report: tuple, int8_db: float, data: CalibrationData, ref:
             path = Path(tmp) / "int16x8.tflite"
             path.write_bytes(content)
             a16 = compare(ref, run_artifact(path, data.holdout).output).sqnr_db
-        except Exception:  # noqa: BLE001 - an op without an int16 kernel: no figure, said below
+        except Exception:  # noqa: BLE001 - no int16 kernel for an op, or LiteRT cannot prepare it: said below
             pass
         advance()
     best = "" if best_gain is None else f" (best: {best_layer}, {round(best_gain, 1) + 0.0:+.1f} dB)"
