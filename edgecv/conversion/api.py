@@ -532,6 +532,12 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
     return result
 
 
+def _holdout_sqnr(content: bytes, path: Path, data: CalibrationData, ref: np.ndarray) -> float:
+    """Output SQNR against Keras (``ref``) of one more conversion, run on the held-out samples."""
+    path.write_bytes(content)
+    return compare(ref, run_artifact(path, data.holdout).output).sqnr_db
+
+
 DEBUG_SENSITIVITY_TOP = 3  # how many of the debug report's worst layers are converted again with that layer float
 
 
@@ -560,9 +566,7 @@ def _float_one_sensitivity(frozen, names: list[str], report: tuple, data: Calibr
                 measured[e.layer] = None
                 advance()
                 continue
-            path = Path(tmp) / f"{len(measured)}.tflite"
-            path.write_bytes(content)
-            measured[e.layer] = compare(ref, run_artifact(path, data.holdout).output).sqnr_db
+            measured[e.layer] = _holdout_sqnr(content, Path(tmp) / f"{len(measured)}.tflite", data, ref)
             advance()
     return tuple(dataclasses.replace(e, output_sqnr_db_if_float=measured.get(e.layer)) for e in report)
 
@@ -586,9 +590,7 @@ def _diagnose(frozen, report: tuple, int8_db: float, data: CalibrationData, ref:
         try:
             with native_output_silenced():
                 content = tflite.convert(frozen, "int16x8", data.calib, "int16", allow_float)
-            path = Path(tmp) / "int16x8.tflite"
-            path.write_bytes(content)
-            a16 = compare(ref, run_artifact(path, data.holdout).output).sqnr_db
+            a16 = _holdout_sqnr(content, Path(tmp) / "int16x8.tflite", data, ref)
         except Exception:  # noqa: BLE001 - no int16 kernel for an op, or LiteRT cannot prepare it: said below
             pass
         advance()
