@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgecv.cli.options import output_options, print_json, progress_status, stdout_console
+from edgecv.cli.options import output_dir_option, output_options, print_json, progress_status, stdout_console
 
 
 class _Number(click.ParamType):
@@ -52,8 +52,7 @@ class _Resolution(click.ParamType):
               help="Global pooling of a --no-top model.")
 @click.option("--input-channels", type=int, default=3, show_default=True, help="Channels of the input image.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Keras weights file, loaded by layer name.")
-@click.option("--output-dir", "-o", default="edgecv_out", show_default=True, type=click.Path(),
-              help="Where the .keras file goes.")
+@output_dir_option("edgecv_out", "the .keras file")
 @output_options
 def build(family, alpha, variant, width, depth, resolution, depth_multiplier, dropout, classes, no_top, pooling,
           input_channels, weights, output_dir, as_json, quiet):

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import click
 
-from edgecv.cli.options import output_options, positive_int, print_json, stderr_console, stdout_console
+from edgecv.cli.options import (calibration_options, output_dir_option, output_options, positive_int, print_json,
+                                stderr_console, stdout_console, verification_options)
 
 DEMO_MODEL = dict(family="mobilenet", alpha="0.5", resolution="224")
 DEMO_COMBOS = (("int8", "tflite"), ("float16", "tflite"), ("float32", "onnx"))
@@ -18,15 +19,14 @@ DEMO_DEVICES = "rpi4,pixel4"
 
 
 @click.command()
-@click.option("-o", "--output-dir", default="edgecv_demo", show_default=True, type=click.Path(),
-              help="Where the artifacts, results and report.html go.")
-@click.option("--samples", type=int, default=100, show_default=True, callback=positive_int("--samples"),
-              help="int8 calibration samples (crops of scikit-image's photos).")
+@output_dir_option("edgecv_demo", "the artifacts, results and report.html")
+@calibration_options()  # --samples: crops of scikit-image's photos
+@verification_options()
 @click.option("-j", "--jobs", type=int, default=2, show_default=True, callback=positive_int("-j"),
               help="Worker processes for the conversions.")
 @click.option("--force", is_flag=True, help="Redo every step, even if a previous run finished it.")
 @output_options
-def demo(output_dir, samples, jobs, force, as_json, quiet):
+def demo(output_dir, samples, verify_samples, jobs, force, as_json, quiet):
     """Build MobileNetV1 0.5, quantize it (int8, float16), export ONNX, profile, predict rpi4 and pixel4, report.
 
     Offline; a few minutes on 2 cores. Example: edgecv demo
@@ -35,7 +35,7 @@ def demo(output_dir, samples, jobs, force, as_json, quiet):
     from edgecv.sweep.grid import build_spec
 
     spec = build_spec(DEMO_MODEL["family"], alpha=DEMO_MODEL["alpha"], resolution=DEMO_MODEL["resolution"],
-                      combos=DEMO_COMBOS, device=DEMO_DEVICES, samples=samples, verify_samples=8,
+                      combos=DEMO_COMBOS, device=DEMO_DEVICES, samples=samples, verify_samples=verify_samples,
                       measure_host=True)
     from edgecv.fileio import check_output_dir
 

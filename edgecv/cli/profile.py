@@ -9,7 +9,8 @@ import sys
 
 import click
 
-from edgecv.cli.options import int_at_least, output_options, positive_int, print_json, stderr_console, stdout_console
+from edgecv.cli.options import (int_at_least, output_options, positive_int, print_json, stderr_console, stdout_console,
+                                threads_option)
 from edgecv.errors import EdgecvError
 
 SUMMARY_FIELDS = (
@@ -58,8 +59,7 @@ def _lazy(module: str, attr: str, option: str):
 @click.argument("path", type=click.Path(dir_okay=True, path_type=str))
 @click.option("--runtime", type=click.Choice(["litert", "onnxruntime"]),
               help="Runtime (default: litert for .tflite/.keras, onnxruntime for .onnx).")
-@click.option("--threads", type=int, callback=positive_int("--threads"),
-              help="CPU threads (default: all available cores).")
+@threads_option("all host cores; the device profile's with --device; the runner's with --target")
 @click.option("--warmup-runs", type=int, default=5, show_default=True, callback=int_at_least(0, "--warmup-runs"),
               help="Untimed runs after the first inference.")
 @click.option("--runs", type=int, default=50, show_default=True, callback=positive_int("--runs"),

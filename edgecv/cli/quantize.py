@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from edgecv.cli.options import output_options, positive_int, print_json, stdout_console
+from edgecv.cli.options import (calibration_options, output_dir_option, output_options, print_json, stdout_console,
+                                verification_options)
 
 
 def _float_list(ctx, param, value):
@@ -16,13 +17,6 @@ def _float_list(ctx, param, value):
     return names
 
 
-def _fraction(ctx, param, value):
-    if value is not None and not 0.0 <= value <= 1.0:
-        raise click.BadParameter(f"expected a fraction from 0 to 1. Received: {value!r}",
-                                 param_hint="--min-top1-agreement")
-    return value
-
-
 @click.command()
 @click.argument("model")
 @click.option("--precision", type=click.Choice(["int8", "int16x8", "float16", "dynamic", "float32"]),
@@ -30,15 +24,8 @@ def _fraction(ctx, param, value):
               help="Weights/activations precision (int16x8: TFLite, 16-bit activations, 8-bit weights).")
 @click.option("--format", "fmt", type=click.Choice(["tflite", "onnx"]), default="tflite", show_default=True,
               help="tflite (all precisions) or onnx (float32, int8 QDQ).")
-@click.option("--calib", help="Calibration data: a folder of JPEG/PNG images, a preprocessed .npy/.npz "
-                              "(N,H,W,C), or 'synthetic' (noise; poor scales). Required for int8, int16x8.")
-@click.option("--samples", type=int, default=100, show_default=True, callback=positive_int("--samples"),
-              help="Calibration samples (seeded draw).")
-@click.option("--verify-samples", type=int, default=16, show_default=True,
-              callback=positive_int("--verify-samples"), help="Held-out samples for verification.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample draw.")
-@click.option("-o", "--output", default="edgecv_out", show_default=True,
-              help="Output folder, or a file path ending in .tflite/.onnx.")
+@calibration_options("none; required for int8, int16x8", seed=True)
+@output_dir_option("edgecv_out", "the artifact and its sidecar; or a file path ending in .tflite/.onnx", "--output")
 @click.option("--io", "io_type", type=click.Choice(["int8", "uint8", "int16", "float32"]),
               help="Full-integer TFLite input/output type  [default: int8; int16x8: int16].")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (13 and up).")
@@ -49,18 +36,15 @@ def _fraction(ctx, param, value):
 @click.option("--float-layers", callback=_float_list, metavar="NAME,...",
               help="int8 TFLite: keep these Keras layers in float (selective quantization).")
 @click.option("--debug-layers", is_flag=True, help="int8 TFLite: per-layer error report (worst layers).")
-@click.option("--no-verify", is_flag=True, help="Skip running the artifact against the Keras model.")
-@click.option("--min-sqnr", type=float, help="Gate: fail (exit 3) below this output SQNR in dB.")
-@click.option("--min-top1-agreement", type=float, callback=_fraction,
-              help="Gate: fail (exit 3) below this top-1 agreement with Keras (0..1).")
+@verification_options(gates=True)
 @output_options
-def quantize(model, precision, fmt, calib, samples, verify_samples, seed, output, io_type, opset,
+def quantize(model, precision, fmt, calib, samples, verify_samples, seed, output_dir, io_type, opset,
              reduce_range, allow_float_fallback, float_layers, debug_layers, no_verify, min_sqnr, min_top1_agreement,
              as_json, quiet):
     """Convert MODEL to a quantized TFLite or ONNX file, verified against Keras.
 
     MODEL is a .keras file or a registry name (see `edgecv models`). The artifact is written as
-    <output>/<model>_<precision>.<tflite|onnx> with a sidecar <artifact>.json.
+    <output-dir>/<model>_<precision>.<tflite|onnx> with a sidecar <artifact>.json.
 
     Example: edgecv quantize mobilenet_v1_0.50_224 --precision int8 --calib photos/
     """
@@ -70,7 +54,7 @@ def quantize(model, precision, fmt, calib, samples, verify_samples, seed, output
 
     reporter = RichReporter(show_progress=not quiet)
     try:
-        res = run(model, precision, format=fmt, calib=calib, samples=samples, output=output, io=io_type,
+        res = run(model, precision, format=fmt, calib=calib, samples=samples, output=output_dir, io=io_type,
                   opset=opset, allow_float_fallback=allow_float_fallback, float_layers=float_layers,
                   debug_layers=debug_layers, verify=not no_verify, verify_samples=verify_samples,
                   min_sqnr_db=min_sqnr, min_top1_agreement=min_top1_agreement, seed=seed, reduce_range=reduce_range,

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from edgecv.cli.options import output_options, positive_int, print_json, stderr_console, stdout_console
+from edgecv.cli.options import output_options, positive_int, print_json, stderr_console, stdout_console, threads_option
 
 
 @click.command()
@@ -18,8 +18,7 @@ from edgecv.cli.options import output_options, positive_int, print_json, stderr_
               help="Only this precision [default: all three].")
 @click.option("--from-sweep", type=click.Path(), metavar="DIR",
               help="Candidates from a finished sweep's folder instead of the registry.")
-@click.option("--threads", type=int, callback=positive_int("--threads"),
-              help="Threads on the device [default: the profile's].")
+@threads_option("the device profile's")
 @click.option("--top", type=int, default=10, show_default=True, callback=positive_int("--top"),
               help="Show at most this many variants.")
 @output_options

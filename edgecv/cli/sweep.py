@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from edgecv.cli.options import output_options, positive_int, print_json, stderr_console
+from edgecv.cli.options import (calibration_options, output_dir_option, output_options, positive_int, print_json,
+                                stderr_console, threads_option, verification_options)
 
 
 @click.command()
@@ -18,25 +19,18 @@ from edgecv.cli.options import output_options, positive_int, print_json, stderr_
 @click.option("--format", "fmt", default="tflite", show_default=True, metavar="F,...",
               help="tflite and/or onnx (onnx: float32, int8).")
 @click.option("--device", metavar="ID,...", help="Device profiles to predict, e.g. rpi4,pixel4 (see `edgecv devices`).")
-@click.option("--calib", help="int8 calibration data: a folder of JPEG/PNG images, a .npy/.npz, or 'synthetic' "
-                              "[default: sample photos shipped with scikit-image].")
-@click.option("--samples", type=int, default=100, show_default=True, callback=positive_int("--samples"),
-              help="int8 calibration samples.")
-@click.option("--verify-samples", type=int, default=8, show_default=True, callback=positive_int("--verify-samples"),
-              help="Held-out samples to verify each artifact against Keras.")
+@calibration_options("sample photos shipped with scikit-image")
+@verification_options()
 @click.option("--measure-host", is_flag=True, help="Also measure latency and memory on this machine "
                                                    "(one model at a time, after the conversions).")
-@click.option("--threads", type=int, callback=positive_int("--threads"),
-              help="Threads of the device predictions [default: each device's] and of host measurements "
-                   "[default: all cores].")
+@threads_option("each device's for predictions, all cores for host measurements")
 @click.option("-j", "--jobs", type=int, default=1, show_default=True, callback=positive_int("-j"),
               help="Local worker processes.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local worker processes, or an existing Ray cluster (pip install 'edgecv[ray]').")
 @click.option("--address", help="Ray cluster address (with --executor ray), e.g. auto or ray://head:10001 "
                                 "[default: start a local Ray instance].")
-@click.option("-o", "--output-dir", default="edgecv_sweep", show_default=True, type=click.Path(),
-              help="Where results.csv, results.json, report.html and the artifacts go.")
+@output_dir_option("edgecv_sweep", "results.csv, results.json, report.html and the artifacts")
 @click.option("--force", is_flag=True, help="Recompute every point, even those already cached.")
 @click.option("--yes", "-y", is_flag=True, help="Run a grid of more than 500 points.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html.")

@@ -126,7 +126,7 @@ class SweepSpec:
     devices: tuple[str, ...] = ()
     calib: str | None = None  # None: scikit-image's sample photos
     samples: int = 100  # int8 calibration samples
-    verify_samples: int = 8
+    verify_samples: int = 16  # held-out samples per artifact (the CLI's --verify-samples default)
     measure_host: bool = False
     host_threads: int | None = None
     host_runs: int = 20
