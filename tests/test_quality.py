@@ -9,17 +9,13 @@ int16x8 file (16-bit activations) within 1 point.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 pytest.importorskip("sklearn")
 pytest.importorskip("tensorflow")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import _digits  # noqa: E402
+from helpers import digits as _digits  # noqa: E402
 
 MODEL = "mobilenet_v1_0.25_224"  # built at 32 px, 10 classes: ~0.2 M parameters
 EPOCHS = 8
