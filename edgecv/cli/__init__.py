@@ -27,6 +27,7 @@ COMMANDS = {
     "sweep": "edgecv.cli.sweep:sweep",
     "recommend": "edgecv.cli.recommend:recommend",
     "demo": "edgecv.cli.demo:demo",
+    "evaluate": "edgecv.cli.evaluate:evaluate",
 }
 
 
