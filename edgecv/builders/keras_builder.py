@@ -214,18 +214,14 @@ def load_weights_by_name(model, path: str | os.PathLike) -> None:
     p = Path(path)
     if not p.is_file():
         raise EdgecvError(f"--weights: no such file: {str(p)!r}")
-    import h5py
+    from edgecv.builders.h5_weights import load_legacy_or_none
 
-    try:
-        with h5py.File(p, "r") as f:
-            legacy = "layer_names" in f.attrs or ("model_weights" in f and "layer_names" in f["model_weights"].attrs)
-            stored = _read_legacy_h5(f) if legacy else None
-    except OSError as exc:
-        raise EdgecvError(f"--weights: not a readable HDF5 weights file: {str(p)!r} ({exc})") from None
+    # untrusted: external storage, virtual datasets and links refused before any dataset is read
+    stored = load_legacy_or_none(p)
     if stored is None:
         try:
             model.load_weights(p)
-        except (ValueError, KeyError, OSError) as exc:
+        except (ValueError, KeyError, OSError, TypeError, AttributeError, IndexError) as exc:
             raise EdgecvError(f"--weights: {str(p)!r} does not fit {model.name}: {' '.join(str(exc).split())[:300]}") from None
         return
     by_layer = {layer.name: layer for layer in model.layers if layer.weights}
@@ -248,17 +244,3 @@ def load_weights_by_name(model, path: str | os.PathLike) -> None:
             raise EdgecvError(f"--weights: layer {name!r} expects shapes {expected}, file has {got}")
         layer.set_weights(arrays)
 
-
-def _read_legacy_h5(f) -> dict[str, list]:
-    """{layer name: [arrays in the layer's weight order]} from a legacy Keras HDF5 weights file."""
-    import numpy as np
-
-    g = f["model_weights"] if "model_weights" in f else f
-    out: dict[str, list] = {}
-    for lname in g.attrs["layer_names"]:
-        lname = lname.decode() if isinstance(lname, bytes) else lname
-        lg = g[lname]
-        wnames = [w.decode() if isinstance(w, bytes) else w for w in lg.attrs.get("weight_names", [])]
-        if wnames:
-            out[lname] = [np.asarray(lg[w]) for w in wnames]
-    return out

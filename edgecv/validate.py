@@ -1,0 +1,146 @@
+"""Validators for user input: one home for the checks every command and API function shares.
+
+Each raises :class:`edgecv.errors.EdgecvError` (exit code 2, one line) naming the option and echoing the value
+received, keras-style: ``--seed: expected an integer from 0 to 4294967295. Received: -1``. Dependency-free
+(no numpy, no click at import): the CLI wraps them with :func:`click_callback`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from edgecv.errors import EdgecvError, suggest
+
+SEED_MAX = 2**32 - 1  # numpy, TensorFlow and Keras all accept seeds in 0..2**32-1
+MAX_SAMPLE_BYTES_ENV = "EDGECV_MAX_SAMPLE_BYTES"
+
+
+def _received(name: str, value: Any, keyword: bool) -> str:
+    return f"Received: {name}={value!r}" if keyword else f"Received: {value!r}"
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def int_at_least(name: str, value: Any, minimum: int, *, maximum: int | None = None, keyword: bool = False) -> int:
+    """An integer >= ``minimum`` (and <= ``maximum``). ``keyword``: echo as ``name=value`` (API arguments)."""
+    if not is_int(value) or value < minimum or (maximum is not None and value > maximum):
+        want = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
+        raise EdgecvError(f"{name}: expected {want}. {_received(name, value, keyword)}")
+    return value
+
+
+def seed(name: str, value: Any) -> int:
+    """A random seed: an integer 0..2**32-1."""
+    return int_at_least(name, value, 0, maximum=SEED_MAX)
+
+
+def positive_float(name: str, value: Any, *, keyword: bool = False, unit: str = "") -> float:
+    """A finite number > 0 (``unit``: "milliseconds" gives "a number of milliseconds > 0")."""
+    if not is_number(value) or value <= 0:
+        raise EdgecvError(f"{name}: expected a number{' of ' + unit if unit else ''} > 0. "
+                          f"{_received(name, value, keyword)}")
+    return float(value)
+
+
+def non_negative_float(name: str, value: Any, *, keyword: bool = False) -> float:
+    if not is_number(value) or value < 0:
+        raise EdgecvError(f"{name}: expected a number >= 0. {_received(name, value, keyword)}")
+    return float(value)
+
+
+def fraction(name: str, value: Any) -> float:
+    """A number from 0 to 1."""
+    if not is_number(value) or not 0.0 <= value <= 1.0:
+        raise EdgecvError(f"{name}: expected a fraction from 0 to 1. Received: {value!r}")
+    return float(value)
+
+
+def choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """One of ``choices``, with close names suggested."""
+    if value not in choices:
+        raise EdgecvError(f"{name}: expected one of {', '.join(choices)}. Received: {value!r}"
+                          f"{suggest(str(value), choices)}")
+    return value
+
+
+def env_int(var: str, default: int, *, minimum: int = 1) -> int:
+    """An integer limit from the environment (``default`` when unset); a bad value names the variable."""
+    text = os.environ.get(var)
+    if text is None or not text.strip():
+        return default
+    try:
+        v = int(text.strip().replace("_", ""))
+    except ValueError:
+        raise EdgecvError(f"{var}: expected an integer >= {minimum}. Received: {text!r}") from None
+    return int_at_least(var, v, minimum)
+
+
+def physical_memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def max_sample_bytes() -> tuple[int, str]:
+    """The memory edgecv lets calibration/verification samples take, and where that limit comes from:
+    ``EDGECV_MAX_SAMPLE_BYTES`` when set, else half of this machine's memory (4 GiB when unknown)."""
+    if os.environ.get(MAX_SAMPLE_BYTES_ENV, "").strip():
+        return env_int(MAX_SAMPLE_BYTES_ENV, 0), MAX_SAMPLE_BYTES_ENV
+    mem = physical_memory_bytes()
+    return (mem // 2, "half of this machine's memory") if mem else (4 * 2**30, "default")
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:,.1f} PB"
+
+
+# float32 samples, held twice while they are made (raw pixels and the preprocessed copy)
+SAMPLE_COPIES = 2
+
+
+def check_sample_memory(count: int, shape: Sequence[int | None], what: str, *, copies: int = SAMPLE_COPIES) -> None:
+    """Refuse a request for ``count`` float32 samples of ``shape`` (H, W, C) that would not fit the limit of
+    :func:`max_sample_bytes`, in one line naming ``what`` (the options asked for), the bytes and the limit."""
+    per = 4 * copies
+    for d in shape:
+        per *= int(d or 1)
+    need = count * per
+    limit, source = max_sample_bytes()
+    if need > limit:
+        dims = "x".join(str(d) for d in shape)
+        raise EdgecvError(f"{what}: {count:,} samples of {dims} need about {_size(need)} of memory, more than "
+                          f"the limit of {_size(limit)} ({source}); ask for fewer samples, or set "
+                          f"{MAX_SAMPLE_BYTES_ENV} (bytes) to raise the limit")
+
+
+def click_callback(check: Callable[..., Any], name: str, *args: Any, **kwargs: Any):
+    """A click option callback running ``check(name, value, ...)``; None passes through; an EdgecvError becomes
+    ``click.BadParameter`` (the CLI's one-line usage error naming the option)."""
+
+    def callback(ctx, param, value):
+        if value is None:
+            return value
+        try:
+            return check(name, value, *args, **kwargs)
+        except EdgecvError as exc:
+            import click
+
+            msg = str(exc)
+            prefix = f"{name}: "
+            raise click.BadParameter(msg[len(prefix):] if msg.startswith(prefix) else msg, param_hint=name) from None
+
+    return callback
