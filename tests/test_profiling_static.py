@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import math
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgecv.profiling.static import analyze, analyze_in_process
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from _weights import randomize_weights  # noqa: E402  (one definition, shared with tools/bench_perf.py)
+from helpers.static_models import convert_both  # shared with tools/check_counts.py
+from helpers.weights import randomize_weights
 
 # One model per family and feature: V1 (1x1 Conv2D classifier), V2 (residuals, ZeroPadding),
 # B0 (SE blocks with biased 1x1 convs, swish, Rescaling + Normalization that must count 0 parameters).
@@ -31,26 +29,6 @@ REPRESENTATIVE = ["mobilenet_v1_0.25_128", "mobilenet_v2_0.35_96", "efficientnet
 # Slow set: the largest widths and resolutions of the MobileNets and the Lite family (converting all 59
 # registered models in both formats takes over an hour on 2 cores; it was run once outside the suite).
 SLOW = ["mobilenet_v1_1.00_224", "mobilenet_v2_1.40_224", "efficientnet_lite0", "efficientnet_lite4"]
-
-
-def convert_both(name: str, out_dir) -> tuple[object, str, str]:
-    """Build ``name``, give it trained-looking weights, write <name>.tflite and <name>.onnx; return the cost."""
-    import tensorflow as tf
-    import tf2onnx
-
-    from edgecv.builders.cost import model_cost
-    from edgecv.builders.registry import create_model
-
-    model = create_model(name)
-    randomize_weights(model)
-    cost = model_cost(model)
-    tfl = os.path.join(out_dir, f"{name}.tflite")
-    onx = os.path.join(out_dir, f"{name}.onnx")
-    with open(tfl, "wb") as fh:
-        fh.write(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-    spec = (tf.TensorSpec((1,) + tuple(cost.input_shape), tf.float32, name="input"),)
-    tf2onnx.convert.from_keras(model, input_signature=spec, opset=13, output_path=onx)
-    return cost, tfl, onx
 
 
 @pytest.fixture(scope="module")

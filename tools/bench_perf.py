@@ -38,10 +38,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import _machine  # noqa: E402
-from _weights import randomize_weights  # noqa: E402
+from helpers.weights import randomize_weights  # noqa: E402  (shared with the tests)
 
 DEFAULT_MODELS = ("mobilenet_v2_1.00_224", "efficientnet_lite0", "efficientnet_b0")
 ARTIFACTS = (("tflite", "float32"), ("tflite", "float16"), ("tflite", "dynamic"), ("tflite", "int8"),

@@ -29,7 +29,7 @@ import _machine  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    from test_profiling_static import convert_both  # the suite's own conversion step (one definition)
+    from helpers.static_models import convert_both  # the suite's own conversion step (one definition)
 
     from edgecv.builders.registry import get_config, list_models
     from edgecv.profiling.static import analyze

@@ -1,4 +1,4 @@
-"""Trained-looking weights for benchmark and test models built with ``weights=None``."""
+"""Trained-looking weights for test and benchmark models built with ``weights=None``."""
 
 from __future__ import annotations
 

@@ -1,0 +1,129 @@
+"""Time the test suite: wall time, CPU time, peak memory of the whole process tree, slowest tests.
+
+    python tools/bench_tests.py                       # the README's command: -m "not slow"
+    python tools/bench_tests.py -- -m slow            # the slow tests (CI runs them too)
+    python tools/bench_tests.py --label all -- tests  # the whole suite
+
+Arguments after ``--`` go to pytest. Writes ``tools/results/tests_<label>_<machine>.json``: wall and CPU
+time (user + system of pytest and every child it waited for), the peak resident memory of the process tree
+(the sum of RSS over pytest and all its descendants, sampled every 0.2 s), the load average before and after
+(figures from a busy machine are not comparable), the outcome counts, the warning count and each test's
+duration (setup + call + teardown, from pytest's JUnit XML), slowest first. Linux only (reads /proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import environment, load_average, machine_tag  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        kids.setdefault(ppid, []).append(int(entry.name))
+    return kids
+
+
+def tree_rss(root: int) -> int:
+    """Bytes resident in ``root`` and all its descendants now."""
+    kids, total, todo = _children(), 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(kids.get(pid, ()))
+        try:
+            with open(f"/proc/{pid}/statm", encoding="ascii") as fh:
+                total += int(fh.read().split()[1]) * PAGE
+        except OSError:
+            pass
+    return total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--label", default=None, help="result file label (default: from the -m expression)")
+    ap.add_argument("pytest_args", nargs="*", help='pytest arguments (default: -m "not slow")')
+    args = ap.parse_args()
+    pytest_args = args.pytest_args or ["-m", "not slow"]
+    label = args.label or re.sub(r"[^a-z0-9]+", "-", " ".join(pytest_args).lower()).strip("-") or "all"
+
+    env = environment()
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "junit.xml"
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *pytest_args]
+        start, peak = time.monotonic(), 0
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        done = threading.Event()
+
+        def poll() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, tree_rss(proc.pid))
+                done.wait(0.2)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        out_lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            out_lines.append(line)
+        rc = proc.wait()
+        wall = time.monotonic() - start
+        done.set()
+        poller.join()
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        tests = []
+        if junit.exists():
+            for case in ET.parse(junit).getroot().iter("testcase"):
+                outcome = "passed"
+                for tag in ("failure", "error", "skipped"):
+                    if case.find(tag) is not None:
+                        outcome = tag
+                tests.append({"id": f"{case.get('classname')}::{case.get('name')}",
+                              "seconds": round(float(case.get("time") or 0), 2), "outcome": outcome})
+    tests.sort(key=lambda t: -t["seconds"])
+    summary = out_lines[-1].strip() if out_lines else ""
+    counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|warnings?|"
+                                                r"deselected)", summary)}
+    record = {
+        "command": ["python", "-m", "pytest", *pytest_args], "exit_code": rc, "wall_s": round(wall, 1),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "peak_tree_rss_mb": round(peak / 2**20),
+        "max_single_process_rss_mb": round(usage.ru_maxrss / 1024), "summary": summary, "counts": counts,
+        "load_average_end": load_average(), "environment": env, "tests": tests,
+    }
+    out = ROOT / "tools" / "results" / f"tests_{label}_{machine_tag()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_suffix(".json.part")
+    tmp_out.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    tmp_out.replace(out)
+    print(f"{out.relative_to(ROOT)}: {record['wall_s']} s wall, {record['cpu_s']} s CPU, "
+          f"peak tree RSS {record['peak_tree_rss_mb']} MB, {summary}", file=sys.stderr)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
