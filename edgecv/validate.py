@@ -144,3 +144,31 @@ def click_callback(check: Callable[..., Any], name: str, *args: Any, **kwargs: A
             raise click.BadParameter(msg[len(prefix):] if msg.startswith(prefix) else msg, param_hint=name) from None
 
     return callback
+
+
+MAX_ARCHIVE_BYTES_ENV = "EDGECV_MAX_ARCHIVE_BYTES"
+DEFAULT_MAX_ARCHIVE_BYTES = 4 * 2**30  # Keras' own floor; EfficientNet-B7 saves ~260 MB
+MAX_ZIP_RATIO_ENV = "EDGECV_MAX_ZIP_RATIO"
+DEFAULT_MAX_ZIP_RATIO = 100  # Keras saves members stored (ratio 1); deflated weights reach ~1.1
+ZIP_RATIO_FLOOR_BYTES = 2**20  # members smaller than this are not judged by their ratio
+
+
+def check_zip_sizes(zf: Any, option: str, path: str) -> None:
+    """Bound a zip archive by the sizes its central directory declares, before any member is decompressed:
+    the declared total (``EDGECV_MAX_ARCHIVE_BYTES``) and each member's expansion ratio
+    (``EDGECV_MAX_ZIP_RATIO``, for members above 1 MiB). Python's zipfile, which Keras uses, never returns more
+    than a member's declared size, so the declared sizes bound the work."""
+    limit = env_int(MAX_ARCHIVE_BYTES_ENV, DEFAULT_MAX_ARCHIVE_BYTES)
+    ratio_limit = env_int(MAX_ZIP_RATIO_ENV, DEFAULT_MAX_ZIP_RATIO)
+    total = 0
+    for info in zf.infolist():
+        total += info.file_size
+        if total > limit:
+            raise EdgecvError(f"{option}: {path!r} declares {_size(total)}+ of uncompressed members (at "
+                              f"{info.filename!r}), more than the limit of {_size(limit)}; set "
+                              f"{MAX_ARCHIVE_BYTES_ENV} (bytes) to raise it")
+        if info.file_size > ZIP_RATIO_FLOOR_BYTES and info.file_size > ratio_limit * max(info.compress_size, 1):
+            ratio = info.file_size / max(info.compress_size, 1)
+            raise EdgecvError(f"{option}: {path!r} member {info.filename!r} expands {ratio:,.0f}x "
+                              f"({_size(info.compress_size)} to {_size(info.file_size)}), more than the limit of "
+                              f"{ratio_limit}x (a zip bomb?); set {MAX_ZIP_RATIO_ENV} to raise it")

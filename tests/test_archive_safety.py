@@ -218,3 +218,68 @@ def test_model_name_from_the_archive_stays_in_the_output_folder(models, sandbox,
         assert len(lines) == 1 and ("named.keras" in lines[0] or "escape-by-name" in lines[0]), err
     new = set(_tree(sandbox)) - set(before)
     assert all(p == "work/out" or p.startswith("work/out/") for p in new), sorted(new)
+
+
+# --- zip bombs: bounded by the sizes the central directory declares, before anything is decompressed ---------
+
+BOMB_BYTES = 64 * 2**20
+
+
+def _deflate_bomb(src: Path, dst: Path) -> Path:
+    """``src`` plus a 64 MiB member of zeros deflated to ~64 KB (ratio ~1000)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info, zin.read(info))
+        zout.writestr(zipfile.ZipInfo("assets/zeros.bin"), bytes(BOMB_BYTES), compress_type=zipfile.ZIP_DEFLATED)
+    return dst
+
+
+def _declared_huge(src: Path, dst: Path) -> Path:
+    """``src`` plus a small stored member whose central-directory entry declares 4,294,967,280 bytes."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info, zin.read(info))
+        zout.writestr(zipfile.ZipInfo("assets/huge.bin"), b"x" * 1000)
+    data = bytearray(dst.read_bytes())
+    name = b"assets/huge.bin"
+    cd = data.rfind(b"PK\x01\x02", 0, data.rfind(name))  # the member's central directory header
+    assert data[cd + 46:cd + 46 + len(name)] == name
+    data[cd + 24:cd + 28] = (2**32 - 16).to_bytes(4, "little")  # uncompressed size
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+BOMB_CASES = {
+    "deflate-bomb": (_deflate_bomb, "EDGECV_MAX_ZIP_RATIO"),
+    "declared-huge": (_declared_huge, "EDGECV_MAX_ARCHIVE_BYTES"),
+}
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+@pytest.mark.parametrize("case", BOMB_CASES)
+def test_zip_bomb_is_refused_before_decompression(models, sandbox, case, entry):
+    d, _ = models
+    make, fragment = BOMB_CASES[case]
+    model = make(d / "base.keras", sandbox / "in" / f"{case}.keras")
+    assert zipfile.ZipFile(model).getinfo(f"assets/{'zeros' if case == 'deflate-bomb' else 'huge'}.bin").file_size \
+        >= BOMB_BYTES
+    _check_refused(sandbox, entry, model, fragment)
+
+
+def test_zip_bomb_check_is_cheap_and_its_limit_can_be_raised(models, sandbox, monkeypatch):
+    import time
+
+    from edgecv.conversion.api import check_keras_file
+
+    d, _ = models
+    model = _deflate_bomb(d / "base.keras", sandbox / "in" / "bomb.keras")
+    t0 = time.process_time()
+    with pytest.raises(EdgecvError, match=r"expands [\d,]+x .* limit of 100x"):
+        check_keras_file(model)
+    assert time.process_time() - t0 < 0.05  # nothing was decompressed (decompressing takes ~0.2 s of CPU)
+    monkeypatch.setenv("EDGECV_MAX_ZIP_RATIO", "100000")
+    check_keras_file(model)  # passes the bound, then the full checksum test
+    check_keras_file(d / "base.keras")  # a model Keras saved passes under the defaults
+    monkeypatch.setenv("EDGECV_MAX_ZIP_RATIO", "lots")
+    with pytest.raises(EdgecvError, match="EDGECV_MAX_ZIP_RATIO: expected an integer"):
+        check_keras_file(model)
