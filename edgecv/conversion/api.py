@@ -162,6 +162,9 @@ def check_keras_file(path: Path, option: str = "MODEL") -> None:
             if unsafe is not None:
                 raise EdgecvError(f"{option}: unsafe .keras archive {str(path)!r}: member {unsafe[0]!r} {unsafe[1]} "
                                   f"(it could be written outside the folder it is extracted to)")
+            from edgecv.validate import check_zip_sizes
+
+            check_zip_sizes(zf, option, str(path))  # declared sizes and ratios, before anything is decompressed
             names = set(zf.namelist())
             if "config.json" not in names:
                 raise EdgecvError(f"{option}: not a Keras model file (no config.json in the archive): "
