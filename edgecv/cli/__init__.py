@@ -2,11 +2,12 @@
 
 Subcommands live in their own modules and are imported only when invoked (or listed by --help);
 none of them imports TensorFlow at module level, so ``edgecv --help`` is instant.
-User errors become one line on stderr and exit code 2; Ctrl-C exits 130.
+User errors become one line on stderr and exit code 2; Ctrl-C exits 130, SIGTERM 143, SIGHUP 129.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import signal
@@ -62,22 +63,35 @@ def _one_line(msg: str) -> str:
     return " ".join(str(msg).split())
 
 
+def _leave(code: int, word: str, console: bool) -> None:
+    click.echo(f"edgecv: {word}", err=True)
+    # Artifacts were cleaned up while the exception unwound. Leave now: a normal interpreter shutdown waits
+    # for TensorFlow's and Ray's threads, and a second Ctrl-C there would end the process by signal instead.
+    # (Only as the console script: called with ``argv``, from Python, exit through SystemExit as usual.)
+    if not console:
+        sys.exit(code)
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the CLI and map every outcome to an exit code."""
+    """Console entry point: run the CLI and map every outcome to an exit code.
+
+    Ctrl-C exits 130, SIGTERM 143, SIGHUP 129 (one line; partial files removed, child processes ended)."""
+    from edgecv.isolation import Terminated, install_signal_handlers
+
+    if argv is None:
+        install_signal_handlers()
     try:
         rc = cli.main(args=argv, prog_name="edgecv", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo("edgecv: interrupted", err=True)
-        # Artifacts were cleaned up while the exception unwound. Leave now: a normal interpreter shutdown waits
-        # for TensorFlow's and Ray's threads, and a second Ctrl-C there would end the process by signal instead.
-        # (Only as the console script: called with ``argv``, from Python, exit through SystemExit as usual.)
-        if argv is not None:
-            sys.exit(130)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
+        _leave(130, "interrupted", argv is None)
+    except Terminated as exc:
+        _leave(exc.exit_code, "terminated" if exc.signum == signal.SIGTERM else "hang-up", argv is None)
     except click.ClickException as exc:  # usage errors, bad parameters
         click.echo(f"edgecv: error: {_one_line(exc.format_message())}", err=True)
         sys.exit(2)
@@ -95,5 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     # The command is complete (its files are in place): a Ctrl-C during interpreter shutdown must not turn that
     # into an exit by signal.
     if argv is None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if sig is not None:
+                signal.signal(sig, signal.SIG_IGN)
     sys.exit(rc if isinstance(rc, int) else 0)

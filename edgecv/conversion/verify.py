@@ -102,12 +102,14 @@ def run_artifact(path: str | os.PathLike, x: np.ndarray | None = None, timeout_s
         if x is not None:
             xin = str(tmpd / "x.npy")
             np.save(xin, np.ascontiguousarray(x, np.float32))
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        cmd = [sys.executable, "-m", "edgecv.conversion.verify", str(path), xin, str(tmpd), str(threads),
-               "qdq-reference" if qdq_reference else "optimized"]
+        from edgecv.isolation import child_env, python_argv, run
+
+        cmd = python_argv(module="edgecv.conversion.verify", args=[str(path), xin, str(tmpd), str(threads),
+                                                                 "qdq-reference" if qdq_reference else "optimized"])
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env,
-                                  stdin=subprocess.DEVNULL)
+            proc = run(cmd, timeout_s, env=child_env({"TF_CPP_MIN_LOG_LEVEL": "2"}))
+        except OSError as exc:
+            raise EdgecvError(f"{path.name}: cannot start a child process: {exc.strerror or exc}") from None
         except subprocess.TimeoutExpired:
             raise EdgecvError(f"{path.name}: the runtime did not finish within {timeout_s:.0f} s") from None
         report = tmpd / "report.json"

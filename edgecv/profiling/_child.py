@@ -1,11 +1,14 @@
 """Run model parsing and measurement in a child process: a crash or hang of a runtime on an untrusted file
-becomes a one-line ``EdgecvError`` (exit code 2), never a traceback or a dead edgecv."""
+becomes a one-line ``EdgecvError`` (exit code 2), never a traceback or a dead edgecv.
+
+Children are started by :mod:`edgecv.isolation` (isolated from the working folder, ended with edgecv)."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 from edgecv.errors import EdgecvError
@@ -39,18 +42,29 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-def child_env() -> dict:
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return env
+def _isolated(cmd: list[str]) -> list[str]:
+    """``[sys.executable, "-m", module, *args]`` or ``[sys.executable, script, *args]`` -> the isolated form."""
+    from edgecv.isolation import program_argv, python_argv
+
+    if cmd and cmd[0] == sys.executable:
+        if len(cmd) >= 3 and cmd[1] == "-m":
+            return python_argv(module=cmd[2], args=cmd[3:])
+        if len(cmd) >= 2 and not cmd[1].startswith("-"):
+            return python_argv(script=cmd[1], args=cmd[2:])
+        raise ValueError(f"run_child: unsupported Python command line {cmd[:3]!r}")
+    return program_argv(cmd)
 
 
 def run_child(cmd: list[str], timeout_s: float, what: str) -> str:
-    """Run ``cmd``, return its stdout; on timeout, death by a signal or a non-zero exit raise a one-line
+    """Run ``cmd`` (``[sys.executable, "-m", module, ...]`` or ``[sys.executable, script, ...]``) isolated from
+    the working folder, return its stdout; on timeout, death by a signal or a non-zero exit raise a one-line
     EdgecvError that says which (with the child's last stderr line)."""
+    from edgecv.isolation import run
+
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=child_env(),
-                             stdin=subprocess.DEVNULL)
+        res = run(_isolated(cmd), timeout_s)
+    except OSError as exc:  # cannot start a process at all (no memory, no pids)
+        raise EdgecvError(f"{what}: cannot start a child process: {exc.strerror or exc}") from None
     except subprocess.TimeoutExpired:
         raise EdgecvError(f"{what}: the runtime did not finish within {timeout_s:g} s (killed)") from None
     if res.returncode < 0:

@@ -16,17 +16,58 @@ from edgecv.errors import EdgecvError
 EXECUTORS = ("local", "ray")
 
 
+def _init_local_worker(parent_pid: int) -> None:
+    """Pool initializer: end with the parent (see ``edgecv.isolation.watch_parent``), then set up the worker."""
+    from edgecv.isolation import watch_parent
+    from edgecv.sweep.work import init_worker
+
+    watch_parent(parent_pid, graceful=True)
+    init_worker()
+
+
 class LocalExecutor:
-    """``jobs`` worker processes (spawned: the parent's threads and imports are not inherited)."""
+    """``jobs`` worker processes (spawned: the parent's threads and imports are not inherited).
+
+    Workers end with edgecv: each watches its parent (parent-death signal and a polling thread), so a kill of
+    the main process ends them within a second; :meth:`shutdown` with ``cancel`` (an error or a signal in the
+    main process) terminates them (SIGTERM: a worker removes its temporary files and ends its own children;
+    SIGKILL after ``TERM_GRACE_S``). The spawned workers do not put the working folder on ``sys.path``
+    (``PYTHONSAFEPATH``)."""
 
     name = "local"
+    TERM_GRACE_S = 3.0
 
     def __init__(self, jobs: int) -> None:
-        from edgecv.sweep.work import init_worker
+        import os
 
+        from edgecv.isolation import on_forced_exit
+
+        os.environ["PYTHONSAFEPATH"] = "1"  # inherited by the spawned workers (``python -c ...``)
         self.jobs = jobs
         self._pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=init_worker)
+                                            initializer=_init_local_worker, initargs=(os.getpid(),))
+        self._forced = on_forced_exit(self._terminate_workers)
+
+    def _terminate_workers(self) -> None:
+        import time
+
+        # the pool's worker processes (a private attribute, stable since Python 3.2)
+        procs = [p for p in list((getattr(self._pool, "_processes", None) or {}).values()) if p.is_alive()]
+        for p in procs:
+            try:
+                p.terminate()
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + self.TERM_GRACE_S
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+        for p in procs:
+            if p.is_alive():
+                try:
+                    p.kill()
+                except (OSError, ValueError):
+                    pass
+                p.join(1.0)
 
     def slots(self) -> int:
         return self.jobs
@@ -42,7 +83,12 @@ class LocalExecutor:
         return handle.result()
 
     def shutdown(self, cancel: bool = False) -> None:
+        from edgecv.isolation import forget_forced_exit
+
+        if cancel:  # the pool's own shutdown lets running tasks finish: end the workers first
+            self._terminate_workers()
         self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+        forget_forced_exit(self._forced)
 
 
 class RayExecutor:
@@ -68,6 +114,7 @@ class RayExecutor:
                 raise EdgecvError(f"--address: cannot connect to a Ray cluster at {address!r}: "
                                   f"{' '.join(str(exc).split())[:200]}") from None
         self._remote: dict[Callable, Any] = {}
+        self._inflight: set = set()
         self.jobs = jobs
 
     def slots(self) -> int:
@@ -79,7 +126,9 @@ class RayExecutor:
     def submit(self, fn: Callable, *args: Any):
         if fn not in self._remote:
             self._remote[fn] = self._ray.remote(num_cpus=1)(fn)
-        return self._remote[fn].remote(*args)
+        ref = self._remote[fn].remote(*args)
+        self._inflight.add(ref)
+        return ref
 
     def wait(self, handles, timeout: float):
         handles = list(handles)
@@ -89,9 +138,21 @@ class RayExecutor:
         return done
 
     def result(self, handle):
+        self._inflight.discard(handle)
         return self._ray.get(handle)
 
     def shutdown(self, cancel: bool = False) -> None:
+        """With ``cancel`` (an error or a signal in edgecv) the tasks still in flight are cancelled with
+        ``force=True`` (Ray kills the worker processes running them) before the driver disconnects. A Ray
+        instance this process started (no ``--address``) ends with ``ray.shutdown()``, and Ray ties its
+        processes to the driver's life; on a cluster, Ray kills the tasks of a job whose driver died."""
+        if cancel:
+            for ref in list(self._inflight):
+                try:
+                    self._ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 - already finished or the cluster is gone
+                    pass
+        self._inflight.clear()
         self._ray.shutdown()
 
 
