@@ -14,7 +14,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -192,9 +191,14 @@ except BaseException as exc:
 
 def probe_keras_file(path: Path, timeout_s: float = 300.0) -> None:
     """Load ``path`` in a child process first: a file that crashes the loader cannot take edgecv down."""
+    from edgecv.isolation import child_env, python_argv
+    from edgecv.isolation import run as run_isolated
+
     try:
-        proc = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True,
-                              timeout=timeout_s, stdin=subprocess.DEVNULL)
+        proc = run_isolated(python_argv(code=_PROBE, args=[str(path)]), timeout_s,
+                            env=child_env({"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}))
+    except OSError as exc:
+        raise EdgecvError(f"MODEL: cannot start a process to load {str(path)!r}: {exc.strerror or exc}") from None
     except subprocess.TimeoutExpired:
         raise EdgecvError(f"MODEL: loading {str(path)!r} did not finish within {timeout_s:.0f} s") from None
     if proc.returncode < 0:
