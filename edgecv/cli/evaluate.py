@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
+from pathlib import Path
 
 import click
 
@@ -50,13 +52,11 @@ def evaluate(artifacts, data, labels, reference, batch, csv_path, as_json, quiet
     from edgecv.fileio import write_text_atomic
 
     if csv_path is not None:
-        from pathlib import Path
-
         parent = Path(csv_path).parent
         if Path(csv_path).is_dir() or not parent.is_dir():
             raise click.BadParameter(f"expected a file in an existing folder. Received: {csv_path!r}",
                                      param_hint="--csv")
-    reporter = Reporter() if quiet else RichReporter()
+    reporter = Reporter() if quiet else RichReporter(show_progress=sys.stderr.isatty())
     try:
         ev = run(list(artifacts), data, labels=labels, reference=reference, batch=batch, reporter=reporter)
     finally:
@@ -75,17 +75,22 @@ def print_table(ev) -> None:
 
     d = ev.data
     n = d.samples
-    t = Table(title=f"{n} images, {len(d.classes)} classes from {d.source}; drop: reference minus artifact, "
-                    f"top-1 points, 95% interval (paired bootstrap over the {n} images)", title_justify="left")
-    for col in ("artifact", "precision", "top-1 %", "top-5 %", "drop (pts)", "95% interval", "agreement %",
-                "classes that lose most"):
-        t.add_column(col, justify="left" if col in ("artifact", "precision", "classes that lose most") else "right")
+    console = stdout_console()
+    t = Table(title=f"{n} images, {len(d.classes)} classes ({d.source}); drop = reference minus artifact, top-1 "
+                    f"points, with its 95% interval (paired bootstrap over the {n} images)", title_justify="left")
+    t.add_column("artifact", overflow="fold")
+    t.add_column("precision")
+    for col in ("top-1 %", "top-5 %", "drop", "95% interval", "agree %"):
+        t.add_column(col, justify="right", no_wrap=True)
     for r in ev.results:
-        name = r.path + (" (reference)" if r.is_reference else "")
         lo, hi = r.drop_ci95_points
-        t.add_row(name, r.precision, f"{100 * r.top1:.2f}", "-" if r.top5 is None else f"{100 * r.top5:.2f}",
-                  "-" if r.is_reference else f"{r.drop_points:+.2f}",
-                  "-" if r.is_reference else f"[{lo:+.2f}, {hi:+.2f}]",
-                  "-" if r.is_reference else f"{100 * r.agreement:.2f}",
-                  ", ".join(f"{c.name} -{c.drop_points:.1f}" for c in r.worst_classes) or "-")
-    stdout_console().print(t)
+        ref = r.is_reference
+        t.add_row(Path(r.path).name + (" (reference)" if ref else ""), r.precision, f"{100 * r.top1:.2f}",
+                  "-" if r.top5 is None else f"{100 * r.top5:.2f}", "-" if ref else f"{r.drop_points:+.2f}",
+                  "-" if ref else f"[{lo:+.2f}, {hi:+.2f}]", "-" if ref else f"{100 * r.agreement:.1f}")
+    console.print(t)
+    for r in ev.results:
+        if r.worst_classes:
+            worst = ", ".join(f"{c.name} {100 * c.reference_top1:.0f}->{100 * c.top1:.0f}% ({c.samples} images)"
+                              for c in r.worst_classes)
+            console.print(f"{Path(r.path).name}: classes that lose most: {worst}", soft_wrap=True)

@@ -1,12 +1,11 @@
 """The child process that loads and runs one artifact for ``edgecv evaluate`` (never the parent).
 
-    python -I -m edgecv.evaluation._child inspect PATH OUTDIR
-    python -I -m edgecv.evaluation._child run PATH X.npy OUTDIR BATCH THREADS
+    (edgecv.isolation.python_argv, module edgecv.evaluation._child) inspect PATH OUTDIR
+    (edgecv.isolation.python_argv, module edgecv.evaluation._child) run PATH X.npy OUTDIR BATCH THREADS
 
 ``.tflite`` runs in LiteRT, ``.onnx`` in ONNX Runtime (neither imports TensorFlow), ``.keras`` in Keras
 (``safe_mode=True``). ``inspect`` writes ``report.json`` (input shape, classes, runtime; for ``.keras`` also
-the preprocessing edgecv infers for it); ``run`` writes ``y.npy``, the float32 outputs for every row of X, and
-prints ``progress DONE`` lines on stdout. An error is written to ``report.json`` as one line and exits 1.
+the preprocessing edgecv infers for it); ``run`` writes ``y.npy``, the float32 outputs for every row of X,. An error is written to ``report.json`` as one line and exits 1.
 """
 
 from __future__ import annotations
@@ -23,15 +22,21 @@ class _Tflite:
     def __init__(self, path: str, threads: int) -> None:
         from importlib.metadata import version
 
+        self.path, self.threads = path, threads
+        self._load()
+        self.batch = int(self.inp["shape"][0])
+        self.fixed = False  # True once a resize to another batch size failed (a graph with batch 1 built in)
+        self.runtime = f"litert {version('ai-edge-litert')}"
+
+    def _load(self) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self.it = Interpreter(model_path=path, num_threads=threads)
+        self.it = Interpreter(model_path=self.path, num_threads=self.threads)
         inp, out = self.it.get_input_details(), self.it.get_output_details()
         if len(inp) != 1:
             raise ValueError(f"expected one input, the model has {len(inp)}")
         self.inp, self.out = inp[0], out[0]
-        self.batch = None
-        self.runtime = f"litert {version('ai-edge-litert')}"
+        self.it.allocate_tensors()
 
     def io(self) -> tuple[list[int], str, list[int]]:
         return ([int(s) for s in self.inp["shape"]], np.dtype(self.inp["dtype"]).name,
@@ -39,10 +44,17 @@ class _Tflite:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.batch != len(x):
-            self.it.resize_tensor_input(self.inp["index"], [len(x), *x.shape[1:]])
-            self.it.allocate_tensors()
-            self.inp, self.out = self.it.get_input_details()[0], self.it.get_output_details()[0]
-            self.batch = len(x)
+            if self.fixed:
+                return np.concatenate([self(x[i:i + self.batch]) for i in range(0, len(x), self.batch)])
+            try:
+                self.it.resize_tensor_input(self.inp["index"], [len(x), *x.shape[1:]])
+                self.it.allocate_tensors()
+                self.inp, self.out = self.it.get_input_details()[0], self.it.get_output_details()[0]
+                self.batch = len(x)
+            except (RuntimeError, ValueError):
+                self._load()
+                self.batch, self.fixed = int(self.inp["shape"][0]), True
+                return self(x)
         i0, o0 = self.inp, self.out
         v = x
         if np.dtype(i0["dtype"]).kind in "iu":
@@ -148,7 +160,6 @@ def main(argv: list[str]) -> int:
             ys = []
             for i in range(0, len(x), batch):
                 ys.append(runner(x[i:i + batch]))
-                print(f"progress {min(len(x), i + batch)}", flush=True)
             np.save(outdir / "y.npy", np.concatenate(ys) if ys else np.zeros((0, 0), np.float32))
             rep = {"runtime": runner.runtime}
         rep["tensorflow_imported"] = "tensorflow" in sys.modules

@@ -16,9 +16,7 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,43 +100,27 @@ def _jsonable(obj: Any) -> Any:
 # --- the child process --------------------------------------------------------------------------------
 
 def _child_cmd(*args: str) -> list[str]:
-    # -I: isolated mode, so the child never imports from the working folder (nor PYTHON* variables)
-    return [sys.executable, "-I", "-m", "edgecv.evaluation._child", *args]
+    from edgecv.isolation import python_argv
+
+    return python_argv(module="edgecv.evaluation._child", args=args)
 
 
-def _run_child(cmd: list[str], outdir: Path, what: str, timeout_s: float, on_progress=None) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            text=True, env=env, cwd=outdir)
-    timed_out = threading.Event()
+def _run_child(cmd: list[str], outdir: Path, what: str, timeout_s: float) -> dict:
+    """Run the child (:mod:`edgecv.isolation`: isolated from the working folder, killed on a timeout or when
+    edgecv ends) and return its report, or raise a one-line EdgecvError."""
+    from edgecv import isolation
 
-    def kill() -> None:
-        timed_out.set()
-        proc.kill()
-
-    timer = threading.Timer(timeout_s, kill)
-    timer.start()
-    err_tail: list[str] = []
-    reader = threading.Thread(target=lambda: err_tail.extend(proc.stderr.read().splitlines()[-5:]), daemon=True)
-    reader.start()
     try:
-        for line in proc.stdout:
-            if line.startswith("progress ") and on_progress is not None:
-                on_progress(int(line.split()[1]))
-        rc = proc.wait()
-    finally:
-        timer.cancel()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    reader.join(5)
+        proc = isolation.run(cmd, timeout_s, env=isolation.child_env({"TF_CPP_MIN_LOG_LEVEL": "3"}))
+    except subprocess.TimeoutExpired:
+        raise EdgecvError(f"{what}: the runtime did not finish within {timeout_s:.0f} s (killed)") from None
+    rc = proc.returncode
     report = outdir / "report.json"
     rep = json.loads(report.read_text()) if report.exists() else {}
     if rc == 0 and "error" not in rep:
         return rep
-    if timed_out.is_set():
-        raise EdgecvError(f"{what}: the runtime did not finish within {timeout_s:.0f} s (killed)")
-    msg = rep.get("error") or (err_tail[-1].strip() if err_tail else "")
+    tail = [ln.strip() for ln in (proc.stderr or "").splitlines() if ln.strip()]
+    msg = rep.get("error") or (tail[-1] if tail else "")
     how = f"crashed (signal {-rc})" if rc < 0 else f"failed (exit {rc})"
     raise EdgecvError(f"{what}: the runtime {how}: {msg}".rstrip(": "))
 
@@ -224,15 +206,14 @@ def inspect(path: str | os.PathLike, option: str = "ARTIFACT") -> ArtifactInfo:
                         pre, src, p.stat().st_size)
 
 
-def run_outputs(path: str | os.PathLike, x: np.ndarray, batch: int = 32, threads: int = 2,
-                on_progress=None) -> np.ndarray:
+def run_outputs(path: str | os.PathLike, x: np.ndarray, batch: int = 32, threads: int = 2) -> np.ndarray:
     """The artifact's float32 outputs (N, classes) on model-ready ``x``, computed in a child process."""
     p = Path(path)
     with tempfile.TemporaryDirectory(prefix="edgecv-eval-") as tmp:
         xin = Path(tmp) / "x.npy"
         np.save(xin, np.ascontiguousarray(x, np.float32))
         _run_child(_child_cmd("run", str(p.resolve()), str(xin), tmp, str(batch), str(threads)), Path(tmp),
-                   p.name, RUN_TIMEOUT_S, on_progress)
+                   p.name, RUN_TIMEOUT_S)
         y = np.load(Path(tmp) / "y.npy", allow_pickle=False)
     if y.shape[0] != len(x):
         raise EdgecvError(f"{p.name}: the runtime returned {y.shape[0]} outputs for {len(x)} images")
@@ -307,14 +288,8 @@ def evaluate(artifacts: list[str | os.PathLike] | tuple, data: str | os.PathLike
         ds = cache[info.input_shape] = _check_labels(info, cache[info.input_shape])
         x = ds.x if ds.summary.ready else info.preprocessing.apply(ds.x)
         t0 = time.perf_counter()
-        with reporter.task(f"running {Path(info.path).name} ({info.runtime.split()[0]})", total=len(x)) as adv:
-            done = [0]
-
-            def progress(k: int, adv=adv, done=done) -> None:
-                adv(k - done[0])
-                done[0] = k
-
-            outputs = run_outputs(info.path, x, batch, threads, progress)
+        with reporter.task(f"running {Path(info.path).name} on {len(x)} images ({info.runtime.split()[0]})"):
+            outputs = run_outputs(info.path, x, batch, threads)
         runs.append(Scored(info, outputs, time.perf_counter() - t0))
     if ref_path is not None:
         ref_i = next(i for i, r in enumerate(runs) if Path(r.info.path).resolve() == ref_path.resolve())
