@@ -86,6 +86,15 @@ CASES = [
          "--debug-layers", "int8"),
     case(["quantize", "mobilenet_v1_0.25_128", "--precision", "float32", "--min-top1-agreement", "2"],
          "--min-top1-agreement", "2"),
+    case(["quantize", "mobilenet_v1_0.25_128", "--calib", "synthetic", "--seed", "-1"], "--seed", "-1", id="quantize --seed -1"),
+    case(["quantize", "mobilenet_v1_0.25_128", "--calib", "synthetic", "--seed", "4294967296"], "--seed",
+         "4294967296", id="quantize --seed 2**32"),
+    case(["quantize", "mobilenet_v1_0.25_128", "--calib", "synthetic", "--samples", "100000000"],
+         "--samples 100000000", "EDGECV_MAX_SAMPLE_BYTES",
+         id="quantize --samples 100000000"),
+    case(["quantize", "mobilenet_v1_0.25_128", "--precision", "float32", "--verify-samples", "100000000"],
+         "--verify-samples 100000000", "EDGECV_MAX_SAMPLE_BYTES",
+         id="quantize --verify-samples 100000000"),
     # profile
     case(["profile", "{d}/nothere.tflite"], "nothere.tflite"),
     case(["profile", "{d}/adir.tflite"], "adir.tflite"),
@@ -165,3 +174,42 @@ def test_refused_run_leaves_no_new_output_folder(tmp_path, files, cmd):
     assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
     assert "Traceback" not in res.stderr
     assert list(tmp_path.iterdir()) == [], sorted(p.name for p in tmp_path.rglob("*"))
+
+
+def _pre():
+    from edgecv.builders.arch import Preprocessing
+
+    return Preprocessing(range=(-1.0, 1.0), mean=(127.5,) * 3, std=(127.5,) * 3, in_model=False)
+
+
+def test_sample_requests_are_bounded_by_the_data_then_by_memory(tmp_path, monkeypatch):
+    """A folder bounds what is read: --samples 10**8 over 3 images reads 3 (no refusal). Generated samples
+    (synthetic, the built-in photos) are bounded by memory: 4 bytes x H x W x C x 2 copies each, refused above
+    EDGECV_MAX_SAMPLE_BYTES in one line that names the request, the bytes and the variable."""
+    from PIL import Image
+
+    from edgecv.conversion.calibration import load_calibration
+    from edgecv.errors import EdgecvError
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    data = load_calibration(str(folder), input_shape=(32, 32, 3), preprocessing=_pre(), samples=10**8, holdout=2)
+    assert len(data.calib) + len(data.holdout) <= 3 + 2
+
+    per_sample = 32 * 32 * 3 * 4 * 2  # float32, two copies
+    monkeypatch.setenv("EDGECV_MAX_SAMPLE_BYTES", str(10 * per_sample))
+    load_calibration("synthetic", input_shape=(32, 32, 3), preprocessing=_pre(), samples=8, holdout=2)  # = limit
+    with pytest.raises(EdgecvError) as exc:
+        load_calibration("synthetic", input_shape=(32, 32, 3), preprocessing=_pre(), samples=9, holdout=2)
+    msg = str(exc.value)
+    assert "\n" not in msg and "--samples 9 + --verify-samples 2" in msg and "EDGECV_MAX_SAMPLE_BYTES" in msg, msg
+    assert f"{11 * per_sample / 1000:,.1f} KB" in msg, msg  # 11 samples x 24,576 bytes
+    monkeypatch.setenv("EDGECV_MAX_SAMPLE_BYTES", str(2 * per_sample))
+    with pytest.raises(EdgecvError, match="3 of 3 images"):  # the folder's 3 images exceed a 2-sample limit
+        load_calibration(str(folder), input_shape=(32, 32, 3), preprocessing=_pre(), samples=10**8, holdout=2)
+    monkeypatch.setenv("EDGECV_MAX_SAMPLE_BYTES", "-5")
+    with pytest.raises(EdgecvError, match="EDGECV_MAX_SAMPLE_BYTES: expected an integer >= 1. Received: -5"):
+        load_calibration("synthetic", input_shape=(32, 32, 3), preprocessing=_pre(), samples=1, holdout=0)
