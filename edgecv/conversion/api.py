@@ -366,6 +366,10 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
     float_layers = tuple(float_layers)
     io_type = _check_options(precision, format, io, opset, samples, verify_samples, min_sqnr_db,
                              min_top1_agreement, float_layers, debug_layers, allow_float_fallback)
+    from edgecv.validate import check_sample_memory
+    from edgecv.validate import seed as check_seed
+
+    check_seed("--seed", seed)
     if reduce_range and (format, precision) != ("onnx", "int8"):
         raise EdgecvError(f"--reduce-range: applies to --format onnx --precision int8 only "
                           f"(got --format {format} --precision {precision})")
@@ -399,6 +403,7 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
             except ImportError:
                 spec = "synthetic-verify"
         if spec == "synthetic-verify":
+            check_sample_memory(verify_samples, input_shape, f"--verify-samples {verify_samples}")
             rng = np.random.default_rng(seed)
             px = rng.uniform(0, 255, (verify_samples, *input_shape)).astype(np.float32)
             x = loaded.preprocessing.apply(px)

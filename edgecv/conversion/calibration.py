@@ -131,6 +131,10 @@ def load_calibration(spec: str | os.PathLike | None, *, input_shape: tuple[int |
     if h is None or w is None:
         raise EdgecvError(f"calibration needs a fixed input size. Received input shape {shape}")
     want = samples + holdout
+    if spec is None or str(spec) in ("synthetic", "synthetic-verify"):  # generated: bounded by memory only
+        from edgecv.validate import check_sample_memory
+
+        check_sample_memory(want, (h, w, c), f"--samples {samples} + --verify-samples {holdout}")
     if spec is None:
         pixels = sample_images(want, max(h, w), seed)[:, :h, :w, :]
         arr, kind, source, found = _to_channels(pixels, c), "builtin", "builtin:skimage", want
@@ -241,6 +245,10 @@ def _load_dir(folder: Path, shape: tuple[int, int, int], pre: Preprocessing, wan
         raise EdgecvError(f"--calib: folder is empty. Received: {str(folder)!r}")
     if not images:
         raise EdgecvError(f"--calib: no JPEG or PNG images in folder {str(folder)!r} ({n_files} other file(s))")
+    from edgecv.validate import check_sample_memory
+
+    check_sample_memory(min(want, len(images)), shape, f"--samples + --verify-samples ({min(want, len(images))} "
+                        f"of {len(images)} images in {str(folder)!r})")
     order = np.random.default_rng(seed).permutation(len(images))
     h, w, c = shape
     out: list[np.ndarray] = []
