@@ -21,13 +21,6 @@ from edgecv.builders.arch import Family, Stage, scale_channels, scale_repeats  #
 from edgecv.builders.registry import ModelConfig  # noqa: E402
 from edgecv.errors import EdgecvError  # noqa: E402
 
-# Initializers of the reference EfficientNet (keras.applications.efficientnet, tensorflow/tpu).
-CONV_INIT = {"class_name": "VarianceScaling",
-             "config": {"scale": 2.0, "mode": "fan_out", "distribution": "truncated_normal"}}
-DENSE_INIT = {"class_name": "VarianceScaling",
-              "config": {"scale": 1.0 / 3.0, "mode": "fan_out", "distribution": "uniform"}}
-
-
 def correct_pad(x, kernel: int):
     """Zero padding for a stride-2 'valid' conv that matches TF 'same' (keras imagenet_utils)."""
     size = x.shape[1:3]
@@ -41,9 +34,10 @@ class _Builder:
         self.cfg = cfg
         self.fam: Family = cfg.spec
         self.bn_kw = dict(axis=-1, epsilon=self.fam.bn_epsilon, momentum=self.fam.bn_momentum)
-        self.effnet_init = any(s.block == "mbconv" for s in self.fam.stages)
-        self.conv_kw = {"kernel_initializer": CONV_INIT} if self.effnet_init else {}
-        self.dw_kw = {"depthwise_initializer": CONV_INIT} if self.effnet_init else {}
+        init = self.fam.initializers  # [family.initializers]; None: Keras' defaults
+        self.conv_kw = {"kernel_initializer": init.conv.keras()} if init.conv else {}
+        self.dw_kw = {"depthwise_initializer": init.conv.keras()} if init.conv else {}
+        self.dense_kw = {"kernel_initializer": init.dense.keras()} if init.dense else {}
         self.dwsep_id = 0
         self.ir_id = 0
         self.mb_stage = 0
@@ -81,10 +75,10 @@ class _Builder:
             x = layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"conv_pad_{i}")(x)
         x = layers.DepthwiseConv2D(st.kernel, padding="same" if stride == 1 else "valid",
                                    depth_multiplier=self.cfg.depth_multiplier, strides=stride,
-                                   use_bias=False, name=f"conv_dw_{i}")(x)
+                                   use_bias=False, name=f"conv_dw_{i}", **self.dw_kw)(x)
         x = self.bn(f"conv_dw_{i}_bn")(x)
         x = self.act(st.activation, f"conv_dw_{i}_relu")(x)
-        x = layers.Conv2D(filters, 1, padding="same", use_bias=False, name=f"conv_pw_{i}")(x)
+        x = layers.Conv2D(filters, 1, padding="same", use_bias=False, name=f"conv_pw_{i}", **self.conv_kw)(x)
         x = self.bn(f"conv_pw_{i}_bn")(x)
         return self.act(st.activation, f"conv_pw_{i}_relu")(x)
 
@@ -96,16 +90,18 @@ class _Builder:
         cin = x.shape[-1]
         prefix = f"block_{i}_" if i else "expanded_conv_"
         if st.expansion != 1:
-            x = layers.Conv2D(st.expansion * cin, 1, padding="same", use_bias=False, name=prefix + "expand")(x)
+            x = layers.Conv2D(st.expansion * cin, 1, padding="same", use_bias=False, name=prefix + "expand",
+                              **self.conv_kw)(x)
             x = self.bn(prefix + "expand_BN")(x)
             x = self.act(st.activation, prefix + "expand_relu")(x)
         if stride == 2:
             x = layers.ZeroPadding2D(padding=correct_pad(x, st.kernel), name=prefix + "pad")(x)
         x = layers.DepthwiseConv2D(st.kernel, strides=stride, use_bias=False,
-                                   padding="same" if stride == 1 else "valid", name=prefix + "depthwise")(x)
+                                   padding="same" if stride == 1 else "valid", name=prefix + "depthwise",
+                                   **self.dw_kw)(x)
         x = self.bn(prefix + "depthwise_BN")(x)
         x = self.act(st.activation, prefix + "depthwise_relu")(x)
-        x = layers.Conv2D(filters, 1, padding="same", use_bias=False, name=prefix + "project")(x)
+        x = layers.Conv2D(filters, 1, padding="same", use_bias=False, name=prefix + "project", **self.conv_kw)(x)
         x = self.bn(prefix + "project_BN")(x)
         if cin == filters and stride == 1:
             return layers.Add(name=prefix + "add")([inputs, x])
@@ -191,8 +187,8 @@ class _Builder:
         x = layers.GlobalAveragePooling2D(name=names.get("pool"))(x)
         if dropout > 0 and names.get("dropout"):
             x = layers.Dropout(dropout, name=names["dropout"])(x)
-        kw = {"kernel_initializer": DENSE_INIT} if self.effnet_init else {}
-        return layers.Dense(cfg.classes, activation=cfg.classifier_activation, name="predictions", **kw)(x)
+        return layers.Dense(cfg.classes, activation=cfg.classifier_activation, name="predictions",
+                            **self.dense_kw)(x)
 
 
 def build_keras(cfg: ModelConfig, weights: str | os.PathLike | None = None):

@@ -3,13 +3,14 @@
 Names: ``mobilenet_v1_0.50_224``, ``mobilenet_v2_1.00_224``, ``efficientnet_b3``,
 ``efficientnet_lite2``; custom points ``efficientnet_w1.10_d1.20_r260``; suffixes for non-default
 heads: ``_c10`` (10 classes), ``_notop``, ``_dm2`` (depth multiplier), ``_ch1`` (input channels).
+Each family's grammar is data: the templates of ``[family.names]`` in its ``models/*.toml``
+(:mod:`edgecv.builders.names`), which both write (:attr:`ModelConfig.name`) and read (:func:`get_config`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,24 +56,9 @@ class ModelConfig:
 
     @property
     def name(self) -> str:
-        fam = self.spec
-        if fam.has_named_variants:
-            # named variants read as the papers write them: efficientnet_b3, efficientnet_lite2
-            base = f"efficientnet_{self.variant}" if self.variant else (
-                f"{fam.id}_w{self.width:.2f}_d{self.depth:.2f}_r{self.resolution}")
-            if self.variant and self.resolution != fam.variants[self.variant]["resolution"]:
-                base += f"_r{self.resolution}"
-        else:
-            base = f"{fam.id}_{_fmt_width(self.width)}_{self.resolution}"
-        if self.depth_multiplier != 1:
-            base += f"_dm{self.depth_multiplier}"
-        if self.input_channels != 3:
-            base += f"_ch{self.input_channels}"
-        if not self.include_top:
-            base += "_notop"
-        elif self.classes != 1000:
-            base += f"_c{self.classes}"
-        return base
+        """The registry name, written by the family's name grammar (``[family.names]``)."""
+        kind, values, defaults = _name_values(self)
+        return dict(self.spec.names.grammar)[kind].format(values, defaults)
 
     def validate(self) -> "ModelConfig":
         fam = self.spec
@@ -86,8 +72,9 @@ class ModelConfig:
             raise EdgecvError(
                 f"--resolution: expected {mult}from 32 to {MAX_RESOLUTION}. Received: resolution={res!r}"
             )
-        if fam.width_rounding == "truncate":
-            narrowest = min(s.out for s in fam.stages)
+        truncated = [s.out for s in fam.stages if fam.rounding(s) == "truncate" and s.width != "fixed"]
+        if truncated:
+            narrowest = min(truncated)
             if int(narrowest * self.width) < 1:
                 raise EdgecvError(
                     f"--alpha: too small, the narrowest layer ({narrowest} channels) would have none. "
@@ -99,8 +86,15 @@ class ModelConfig:
                        ("--depth-multiplier", self.depth_multiplier)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise EdgecvError(f"{opt}: expected an integer >= 1. Received: {v!r}")
-        if self.depth_multiplier != 1 and fam.id != "mobilenet_v1":
-            raise EdgecvError(f"--depth-multiplier: only MobileNetV1 has one. Received: {self.depth_multiplier!r}")
+        # a value the family's names cannot write is a value the family does not have
+        has = fam.names.fields()
+        for opt, key, v, default in (("--depth-multiplier", "depth_multiplier", self.depth_multiplier, 1),
+                                     ("--input-channels", "input_channels", self.input_channels, 3),
+                                     ("--classes", "classes", self.classes, 1000),
+                                     ("--no-top", "notop", not self.include_top, False),
+                                     ("--depth", "depth", self.depth, 1.0)):
+            if v != default and key not in has:
+                raise EdgecvError(f"{opt}: {fam.cli} has none. Received: {v!r}")
         if self.pooling not in POOLINGS:
             raise EdgecvError(f"--pooling: expected avg, max or none. Received: {self.pooling!r}")
         return self
@@ -109,10 +103,6 @@ class ModelConfig:
 def _positive_float(opt: str, v: Any) -> None:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
         raise EdgecvError(f"--{opt}: expected a number > 0. Received: {opt}={v!r}")
-
-
-def _fmt_width(w: float) -> str:
-    return f"{w:.2f}"
 
 
 def _family(fid: str) -> Family:
@@ -160,48 +150,53 @@ def config_for(family: str, *, alpha: float | None = None, variant: str | None =
     return cfg.validate()
 
 
-_NAME_RE = re.compile(
-    r"^(?P<family>mobilenet_v1|mobilenet_v2|efficientnet_lite|efficientnet)_"
-    r"(?:(?P<alpha>\d+(?:\.\d+)?)_(?P<res>\d+)|(?P<variant>b\d|lite\d)(?:_r(?P<vres>\d+))?"
-    r"|w(?P<w>\d+(?:\.\d+)?)_d(?P<d>\d+(?:\.\d+)?)_r(?P<wres>\d+))"
-    r"(?:_dm(?P<dm>\d+))?(?:_ch(?P<ch>\d+))?(?:_(?P<notop>notop)|_c(?P<classes>\d+))?$"
-)
+def _name_values(cfg: ModelConfig) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(template kind, field values, field defaults) of ``cfg`` for its family's name grammar."""
+    fam = cfg.spec
+    v = fam.variants.get(cfg.variant) if cfg.variant else None
+    named = (fam.names.named is not None and v is not None
+             and (cfg.width, cfg.depth) == (v["width"], v["depth"]))  # else a custom point
+    values = {"alpha": cfg.width, "width": cfg.width, "depth": cfg.depth, "resolution": cfg.resolution,
+              "variant": cfg.variant, "depth_multiplier": cfg.depth_multiplier,
+              "input_channels": cfg.input_channels, "classes": cfg.classes, "notop": not cfg.include_top}
+    defaults = {"resolution": v["resolution"] if named else fam.default_resolution, "depth_multiplier": 1,
+                "input_channels": 3, "classes": 1000, "notop": False, "depth": 1.0}
+    return ("named" if named else "point"), values, defaults
+
+
+def parse_name(name: str) -> ModelConfig | None:
+    """The configuration a registry name writes (not validated), or None when no family's grammar reads it."""
+    found = []
+    for fam in families().values():
+        for kind, tmpl in fam.names.grammar:
+            got = tmpl.parse(name, tuple(fam.variants) if kind == "named" else ())
+            if got is not None:
+                found.append((fam, kind, got))
+    if len(found) != 1:  # none, or (a family table clashing with another) ambiguous
+        return None
+    fam, kind, got = found[0]
+    fields: dict[str, Any] = {"family": fam.id}
+    if kind == "named":
+        v = fam.variants[got["variant"]]
+        fields.update(variant=got["variant"], width=v["width"], depth=v["depth"],
+                      resolution=got.get("resolution", v["resolution"]))
+    else:
+        fields.update(width=got.get("alpha", got.get("width")), depth=got.get("depth", 1.0),
+                      resolution=got.get("resolution", fam.default_resolution))
+    for key in ("depth_multiplier", "input_channels", "classes"):
+        if key in got:
+            fields[key] = got[key]
+    if got.get("notop"):
+        fields["include_top"] = False
+    return ModelConfig(**fields)
 
 
 def get_config(name: str, **overrides: Any) -> ModelConfig:
     """Parse a registry name into a validated :class:`ModelConfig`; ``overrides`` replace fields."""
-    m = _NAME_RE.match(name)
-    fam = None
-    if m:
-        fid = m["family"]
-        if fid == "efficientnet" and (m["variant"] or "").startswith("lite"):
-            fid = "efficientnet_lite"
-        fam = families().get(fid)
-        if fam is not None and fam.has_named_variants != (m["alpha"] is None):
-            fam = None
-        if fam is not None and m["variant"] and m["variant"] not in fam.variants:
-            fam = None
-    if fam is None:
+    cfg = parse_name(name)
+    if cfg is None:
         names = list_models()
         raise EdgecvError(f"unknown model {name!r}.{suggest(name, names) or ' See `edgecv models`.'}")
-    fields: dict[str, Any] = {"family": fam.id}
-    if m["alpha"]:
-        fields.update(width=float(m["alpha"]), resolution=int(m["res"]))
-    elif m["variant"]:
-        v = fam.variants[m["variant"]]
-        fields.update(variant=m["variant"], width=v["width"], depth=v["depth"],
-                      resolution=int(m["vres"] or v["resolution"]))
-    else:
-        fields.update(width=float(m["w"]), depth=float(m["d"]), resolution=int(m["wres"]))
-    if m["dm"]:
-        fields["depth_multiplier"] = int(m["dm"])
-    if m["ch"]:
-        fields["input_channels"] = int(m["ch"])
-    if m["notop"]:
-        fields["include_top"] = False
-    if m["classes"]:
-        fields["classes"] = int(m["classes"])
-    cfg = ModelConfig(**fields)
     if overrides:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(ModelConfig)}
         if unknown:
