@@ -191,6 +191,25 @@ def write_json_atomic(final: str | os.PathLike, obj: Any) -> Path:
     return write_text_atomic(final, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def write_sidecar(artifact: str | os.PathLike, content: bytes, sidecar: str | os.PathLike, obj: Any) -> bool:
+    """Write the JSON ``sidecar`` that describes ``artifact``, only if ``artifact`` still holds ``content``
+    (the bytes this writer put there), under the artifact's :func:`output_lock`.
+
+    With the artifact's writer removing the old sidecar before it renames the artifact (both under the same
+    lock, inside :func:`atomic_path`), concurrent writers of one output leave an artifact with its own sidecar
+    or with none, never one that describes another file. Returns False when another writer's artifact took the
+    place (its sidecar is that writer's to write)."""
+    artifact = Path(artifact)
+    with output_lock(artifact):
+        try:
+            if artifact.stat().st_size != len(content) or artifact.read_bytes() != content:
+                return False
+        except FileNotFoundError:
+            return False
+        write_json_atomic(sidecar, obj)
+    return True
+
+
 def unsafe_zip_member(zf: zipfile.ZipFile) -> tuple[str, str] | None:
     """The first member of ``zf`` an extractor could write outside the folder it extracts to, as (name, why):
     an absolute name, a ``..`` component or a symbolic link. None if there is none."""

@@ -240,9 +240,10 @@ def install_signal_handlers() -> None:
     SIGHUP if the main thread has not finished unwinding by then (it can be stuck in native code, where Python
     signal handlers do not run): it removes edgecv's live temporary files, kills the children and exits with
     128 + the signal number."""
-    signal.signal(signal.SIGTERM, _raise_terminated)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, _raise_terminated)
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:  # ``nohup edgecv ...`` stays immune
+            signal.signal(sig, _raise_terminated)
     try:
         r, w = os.pipe()
         os.set_blocking(w, False)

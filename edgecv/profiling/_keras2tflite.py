@@ -5,8 +5,10 @@ TensorFlow is imported only here, in a separate process, so profiling never load
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
+import tempfile
 
 
 def main(argv: list[str]) -> int:
@@ -30,11 +32,34 @@ def main(argv: list[str]) -> int:
     try:
         data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     except Exception as exc:
-        sys.stderr.write(f"TFLite conversion failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}\n")
+        # The converter saves the model to the temporary folder first; when that fails it falls back to a path
+        # that raises an unrelated error ("'NoneType' object is not callable"): say what the problem is.
+        why = _temp_folder_problem(os.path.getsize(src))
+        if why is None:
+            why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        sys.stderr.write(f"TFLite conversion failed: {why}\n")
         return 2
-    with open(dst, "wb") as fh:
-        fh.write(data)
+    try:
+        with open(dst, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        sys.stderr.write(f"cannot write the converted model to {dst!r}: {exc.strerror or exc}"
+                         f"{' (TMPDIR)' if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ''}\n")
+        return 2
     return 0
+
+
+def _temp_folder_problem(nbytes: int) -> str | None:
+    """Why the temporary folder cannot hold ``nbytes`` (the model's size), or None if it can."""
+    folder = tempfile.gettempdir()
+    try:
+        with tempfile.TemporaryFile(dir=folder) as fh:
+            fh.write(b"\0" * min(max(nbytes, 1 << 16), 1 << 28))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        return f"cannot write to the temporary folder {folder!r} (TMPDIR): {exc.strerror or exc}"
+    return None
 
 
 if __name__ == "__main__":
