@@ -30,7 +30,7 @@ from edgecv.conversion.tflite import CALIBRATED  # full integer: the precisions 
 from edgecv.conversion.verify import (Metrics, TensorInfo, compare, float_ops, inspect_io, outputs_barely_vary,
                                       run_artifact, tflite_ops)
 from edgecv.errors import EdgecvError, GateFailed, root_cause, suggest
-from edgecv.fileio import atomic_path, check_output_dir, unsafe_zip_member, write_json_atomic
+from edgecv.fileio import atomic_path, check_output_dir, unsafe_zip_member, write_json_atomic, write_sidecar
 from edgecv.native import import_tensorflow, native_output_silenced
 
 PRECISIONS = ("int8", "int16x8", "float16", "dynamic", "float32")
@@ -533,8 +533,8 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
     )
     side = result.to_dict()
     side["io"] = io_type
-    write_json_atomic(result.sidecar, side)
-    _chmod_like_umask(Path(result.sidecar))
+    if write_sidecar(final, content, result.sidecar, side):  # else a concurrent writer's artifact took its place
+        _chmod_like_umask(Path(result.sidecar))
     if status != "ok":
         assert verification is not None
         err = GateFailed(f"verification gate failed for {final.name}: {'; '.join(verification.failed_gates)} "
