@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from edgecv.cli.choose import choose_options
 from edgecv.cli.options import (calibration_options, output_dir_option, output_options, print_json, stdout_console,
                                 verification_options)
 
@@ -18,6 +19,7 @@ def _float_list(ctx, param, value):
 
 
 @click.command()
+@choose_options
 @click.argument("model")
 @click.option("--precision", type=click.Choice(["int8", "int16x8", "float16", "dynamic", "float32"]),
               default="int8", show_default=True,

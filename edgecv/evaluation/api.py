@@ -49,7 +49,7 @@ class ArtifactInfo:
     runtime: str
     input_shape: tuple[int, int, int]  # H, W, C
     classes: int  # size of the output vector
-    preprocessing: Preprocessing
+    preprocessing: Any  # has .apply(pixels) and mean/std/in_model
     preprocessing_source: str  # "sidecar" | "keras model" | "default (no sidecar)"
     file_bytes: int
 
@@ -152,12 +152,20 @@ def preprocessing_from_dict(d: Any, where: str) -> Preprocessing:
     if len(rng) != 2 or not mean or len(mean) != len(std) or not all(np.isfinite(mean + std + rng)) \
             or any(s == 0 for s in std):
         raise EdgecvError(f"{where}: the sidecar's preprocessing is invalid (mean {mean}, std {std})")
-    return Preprocessing(range=rng, mean=mean, std=std, in_model=in_model)
+    bgr = d.get("channel_order") == "BGR"
+    try:
+        from edgecv.conversion.preprocess import InputPreprocessing
+    except ImportError:  # pragma: no cover - older trees: no channel order
+        return Preprocessing(range=rng, mean=mean, std=std, in_model=in_model)
+    return InputPreprocessing(str(d.get("preprocess") or "sidecar"), mean, std, in_model=in_model, bgr=bgr,
+                              source="sidecar")
 
 
-def describe(pre: Preprocessing) -> str:
+def describe(pre) -> str:
     if pre.in_model:
         return "raw pixels 0..255"
+    if getattr(pre, "bgr", False):
+        return "BGR, " + describe(dataclasses.replace(pre, bgr=False))
     m = pre.mean[0] if len(set(pre.mean)) == 1 else list(pre.mean)
     s = pre.std[0] if len(set(pre.std)) == 1 else list(pre.std)
     return f"(x - {m:g}) / {s:g}" if isinstance(m, float) and isinstance(s, float) else f"(x - {m}) / {s}"

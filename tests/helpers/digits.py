@@ -92,7 +92,8 @@ class Trained:
 
 def train(name: str, data: Digits, *, epochs: int, batch_size: int = 64, learning_rate: float = 5e-3,
           max_shift: int = 2, seed: int = 0, verbose: bool = False, **overrides) -> Trained:
-    """Build ``name`` with ``classes=10, resolution=data.resolution`` (plus ``overrides``) and train it.
+    """Build ``name`` with ``classes`` (the largest training label + 1: 10 for digits) and
+    ``resolution=data.resolution`` (plus ``overrides``) and train it.
 
     The classifier's kernel starts at zero (Keras' EfficientNet initializer gives logits of std ~10 at 1280
     features, which costs many of the few steps here). Adam with one epoch of warm-up then cosine decay,
@@ -109,7 +110,8 @@ def train(name: str, data: Digits, *, epochs: int, batch_size: int = 64, learnin
     from edgecv.builders.registry import create_model, get_config
 
     seed_everything(seed)
-    cfg = get_config(name, classes=CLASSES, resolution=data.resolution, **overrides)
+    classes = int(data.y_train.max()) + 1  # 10 for digits; other data sets built like Digits may have fewer
+    cfg = get_config(name, classes=classes, resolution=data.resolution, **overrides)
     t0 = time.perf_counter()
     model = create_model(cfg)
     build_s = time.perf_counter() - t0
@@ -117,7 +119,7 @@ def train(name: str, data: Digits, *, epochs: int, batch_size: int = 64, learnin
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = TRAIN_BN_MOMENTUM
     head = next(layer for layer in reversed(model.layers) if getattr(layer, "kernel", None) is not None)
-    head.kernel.assign(np.zeros(head.kernel.shape, np.float32))  # start from uniform outputs (loss ln 10)
+    head.kernel.assign(np.zeros(head.kernel.shape, np.float32))  # start from uniform outputs (loss ln classes)
     pre = cfg.spec.preprocessing
     steps_per_epoch = int(np.ceil(len(data.x_train) / batch_size))
     warmup = steps_per_epoch
@@ -135,7 +137,7 @@ def train(name: str, data: Digits, *, epochs: int, batch_size: int = 64, learnin
         return loss
 
     rng = np.random.default_rng(seed)
-    y_onehot = np.eye(CLASSES, dtype=np.float32)[data.y_train]
+    y_onehot = np.eye(classes, dtype=np.float32)[data.y_train]
     opts = tf.config.optimizer.get_experimental_options()
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     t0 = time.perf_counter()
