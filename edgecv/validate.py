@@ -172,3 +172,67 @@ def check_zip_sizes(zf: Any, option: str, path: str) -> None:
             raise EdgecvError(f"{option}: {path!r} member {info.filename!r} expands {ratio:,.0f}x "
                               f"({_size(info.compress_size)} to {_size(info.file_size)}), more than the limit of "
                               f"{ratio_limit}x (a zip bomb?); set {MAX_ZIP_RATIO_ENV} to raise it")
+
+
+# --- records read back from disk (sweep points, stage results): typed checks against their dataclass --------
+
+def conforms(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a type annotation: scalars, ``X | None``, ``list``/``tuple``/``dict`` of X and
+    dataclasses (a dict; see :func:`record_problem`). ``float`` accepts integers (JSON writes 2.0 as 2.0, but
+    hand-made files may not); ``int`` refuses booleans."""
+    import dataclasses
+    import types
+    import typing
+
+    if hint is Any or hint is object:
+        return True
+    if hint is None or hint is type(None):
+        return value is None
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        return any(conforms(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return is_int(value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple) or hint in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if not args:
+            return True
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            return len(value) == len(args) and all(conforms(v, a) for v, a in zip(value, args))
+        return all(conforms(v, args[0]) for v in value)
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            return False
+        return not args or all(isinstance(k, str) and conforms(v, args[1]) for k, v in value.items())
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return record_problem(value, hint) is None
+    return True  # a type this checker does not know: not judged
+
+
+def record_problem(d: Any, cls: type) -> str | None:
+    """Why the dict ``d`` is not a serialized ``cls`` (a dataclass): the first missing or mistyped field, or None.
+    Fields with defaults may be missing (writers drop some, e.g. ``ops``); unknown keys are ignored."""
+    import dataclasses
+    import typing
+
+    if not isinstance(d, dict):
+        return f"expected an object, got {type(d).__name__}"
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name not in d:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                return f"missing {f.name!r}"
+            continue
+        if not conforms(d[f.name], hints[f.name]):
+            return f"{f.name!r} is {d[f.name]!r:.60}, expected {hints[f.name]}"
+    return None

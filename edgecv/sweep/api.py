@@ -115,6 +115,60 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
+def _conversion_problem(rec: Any, p: Point | None = None) -> str | None:
+    from edgecv.conversion.api import ConversionResult
+    from edgecv.validate import record_problem
+
+    why = record_problem(rec, ConversionResult)
+    if why is None and p is not None and (rec["precision"], rec["format"]) != (p.precision, p.format):
+        why = f"a {rec['precision']} {rec['format']} conversion"
+    return why
+
+
+def _profile_problem(rec: Any) -> str | None:
+    from edgecv.records import ProfileResult
+    from edgecv.validate import record_problem
+
+    return record_problem(rec, ProfileResult)
+
+
+BUILD_FIELDS = {"model": str, "path": str, "macs": int, "params": int, "params_deployed": int, "input_shape": list}
+
+
+def _build_problem(rec: Any) -> str | None:
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    for k, t in BUILD_FIELDS.items():
+        if not isinstance(rec.get(k), t) or isinstance(rec.get(k), bool):
+            return f"{k!r} is {rec.get(k)!r:.60}"
+    return None
+
+
+def point_problem(rec: Any, p: Point, key: str) -> str | None:
+    """Why a point's record cannot be used (damaged, another schema or key), or None. Records are untrusted
+    files in the output folder: a record that is not exactly what this code writes is redone, never read."""
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    if rec.get("schema") != SCHEMA or rec.get("key") != key:
+        return "another schema or key"
+    if rec.get("point") != asdict(p):
+        return "another point"
+    status = rec.get("status")
+    if status == "error":
+        return None if isinstance(rec.get("error"), str) else "an error without a message"
+    if status != "ok":
+        return f"status {status!r}"
+    why = (_build_problem(rec.get("build")) or _conversion_problem(rec.get("conversion"), p)
+           or _profile_problem(rec.get("static"))
+           or (None if rec.get("host") is None else _profile_problem(rec.get("host"))))
+    if why is None:
+        try:
+            point_rows(rec, ())
+        except Exception as exc:  # noqa: BLE001 - whatever the row maker trips on
+            why = f"{type(exc).__name__}: {exc}"
+    return why
+
+
 def _clean_partials(*dirs: Path) -> None:
     """Temporary files of writers killed mid-write (``.name.part*``: see ``edgecv.fileio.atomic_path``)."""
     for d in dirs:
@@ -180,11 +234,15 @@ def run_sweep(spec: SweepSpec, output_dir: str | os.PathLike = "edgecv_sweep", *
 
     keys = {p: point_key(p, spec, versions) for p in spec.points}
     done: dict[Point, dict] = {}
+    damaged = 0
     if not force:
         for p, k in keys.items():
-            rec = _read_json(paths.point_file(p, k))
-            if rec is not None and rec.get("key") == k and rec.get("schema") == SCHEMA:
+            f = paths.point_file(p, k)
+            rec = _read_json(f)
+            if point_problem(rec, p, k) is None:
                 done[p] = rec
+            elif f.exists():
+                damaged += 1  # unreadable, truncated or not what this code writes: redone
     todo = [p for p in spec.points if p not in done]
     todo_models = sorted({p.model for p in todo}, key=[m for m in spec.models].index)
     n_measure = len(todo) if spec.measure_host else 0
@@ -202,6 +260,8 @@ def run_sweep(spec: SweepSpec, output_dir: str | os.PathLike = "edgecv_sweep", *
         progress.advance("measure", len(spec.points) - n_measure)
     if done:
         progress.message(f"{len(done)} of {len(spec.points)} points cached in {paths.points}")
+    if damaged:
+        progress.message(f"{damaged} damaged point record(s) in {paths.points}: recomputing them")
 
     errors: list[str] = []
     computed = 0
@@ -324,7 +384,7 @@ def _run_points(spec, todo, keys, paths, vkey, calib, executor, jobs, address, f
             # resume: a converted artifact with its record from an interrupted run
             sf = paths.stage_file(p, keys[p], "convert")
             rec = None if force else _read_json(sf)
-            if rec is not None and Path(rec.get("path", "")).is_file():
+            if _conversion_problem(rec, p) is None and Path(rec["path"]).is_file():
                 state[p]["convert"] = rec
                 progress.advance("convert")
                 start_profile(p)
@@ -335,7 +395,7 @@ def _run_points(spec, todo, keys, paths, vkey, calib, executor, jobs, address, f
         def start_profile(p: Point) -> None:
             sf = paths.stage_file(p, keys[p], "profile")
             rec = None if force else _read_json(sf)
-            if rec is not None:
+            if _profile_problem(rec) is None:
                 state[p]["profile"] = rec
                 progress.advance("profile")
                 after_profile(p)
@@ -350,7 +410,7 @@ def _run_points(spec, todo, keys, paths, vkey, calib, executor, jobs, address, f
 
         for model, pts in by_model.items():
             kp = paths.keras(model, vkey)
-            if kp.is_file() and not force and (rec := _read_json(kp.with_suffix(".json"))) is not None:
+            if kp.is_file() and not force and _build_problem(rec := _read_json(kp.with_suffix(".json"))) is None:
                 built[model] = rec
                 progress.advance("build")
                 for p in pts:
