@@ -102,12 +102,13 @@ def test_runner_fingerprint_reads_arm_features():
         import runner  # the self-contained script, as a module
     finally:
         sys.path.pop(0)
+    isa = runner.cpu_probe.isa_features  # the one probe (edgecv/profiling/cpu_probe.py; tests/test_targets_probe.py)
     pi5 = "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp".split()
-    assert runner._isa("aarch64", pi5) == {"neon": True, "dotprod": True, "fp16": True, "i8mm": False,
-                                            "bf16": False, "sve": False, "sve2": False}
+    assert isa(pi5, "aarch64") == {"neon": True, "asimddp": True, "asimdhp": True, "i8mm": False,
+                                   "bf16": False, "sve": False, "sve2": False}
     pi3 = "fp asimd evtstrm crc32 cpuid".split()
-    assert runner._isa("aarch64", pi3)["neon"] and not runner._isa("aarch64", pi3)["dotprod"]
-    assert runner._isa("x86_64", ["avx2", "avx512_vnni"])["avx512_vnni"]
+    assert isa(pi3, "aarch64")["neon"] and not isa(pi3, "aarch64")["asimddp"]
+    assert isa(["avx2", "avx512_vnni"], "x86_64")["avx512_vnni"]
     assert runner.parse_cpus("0,2-3") == {0, 2, 3}
     with open(RUNNER, encoding="utf-8") as fh:  # copied alone to a target: it must not need edgecv
         source = fh.read()

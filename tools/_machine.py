@@ -38,7 +38,7 @@ def cores() -> int:
 
 
 # Widest first: the first feature the CPU has names its level.
-ISA_LEVELS = ("amx_int8", "avx512_vnni", "avx_vnni", "avx512f", "avx2", "avx", "sve2", "sve", "i8mm", "dotprod",
+ISA_LEVELS = ("amx_int8", "avx512_vnni", "avx_vnni", "avx512f", "avx2", "avx", "sve2", "sve", "i8mm", "asimddp",
               "neon")
 
 

@@ -386,14 +386,13 @@ def _read(path: str) -> str:
 
 def fill_host(prof: DeviceProfile) -> DeviceProfile:
     """Replace the host template's CPU and memory figures with the running machine's."""
+    from edgecv.profiling import cpu_probe
+
     cpuinfo = _read("/proc/cpuinfo")
+    fp = cpu_probe.fingerprint(cpuinfo)
     ncores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    flags: set[str] = set()
-    m = re.search(r"^(?:flags|Features)\s*:\s*(.*)$", cpuinfo, re.M)
-    if m:
-        flags = set(m.group(1).split())
-    model = re.search(r"^(?:model name|Hardware|CPU part)\s*:\s*(.*)$", cpuinfo, re.M)
-    model_name = model.group(1).strip() if model else platform.processor() or platform.machine()
+    isa = fp["isa"]
+    model_name = ", ".join(x for x in (fp["board"], fp["core"]) if x) or platform.machine()
     freq = 0.0
     mx = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").strip()
     if mx.isdigit():
@@ -403,20 +402,17 @@ def fill_host(prof: DeviceProfile) -> DeviceProfile:
         freq = float(mhz.group(1)) / 1000 if mhz else 0.0
     template = prof.clusters[0]
     freq = freq or template.freq_ghz
-    arm = platform.machine().lower() in ("aarch64", "arm64", "armv7l", "armv8l")
-    feats: list[str] = []
-    if arm:
-        feats = ["neon"] + [f for f in ("asimddp", "asimdhp", "i8mm") if f in flags]
+    feats = [f for f in FEATURES if isa.get(f)]  # the probe's feature names (one set: cpu_probe.ISA_NAMES)
+    if platform.machine().lower() not in cpu_probe.X86_MACHINES:
+        feats = ["neon"] + [f for f in feats if f != "neon"]
         fp32 = 8.0
-        fp16 = 16.0 if "asimdhp" in flags else 0.0
-        int8 = 32.0 if "asimddp" in flags else 16.0
+        fp16 = 16.0 if isa.get("asimdhp") else 0.0
+        int8 = 32.0 if isa.get("asimddp") else 16.0
     else:
-        feats = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni") if f in flags]
-        lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
-        fma_units = 2 if "fma" in flags else 1
-        fp32 = float(lanes * 2 * fma_units) if "fma" in flags else float(lanes * 2)
+        lanes = 16 if isa.get("avx512f") else 8 if isa.get("avx2") else 4
+        fp32 = float(lanes * 2 * (2 if isa.get("fma") else 1)) if isa.get("fma") else float(lanes * 2)
         fp16 = 0.0
-        int8 = fp32 * (4 if ("avx512_vnni" in flags or "avx_vnni" in flags) else 2)
+        int8 = fp32 * (4 if (isa.get("avx512_vnni") or isa.get("avx_vnni")) else 2)
     l2 = _read("/sys/devices/system/cpu/cpu0/cache/index2/size").strip()
     l3 = _read("/sys/devices/system/cpu/cpu0/cache/index3/size").strip()
 

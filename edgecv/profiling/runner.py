@@ -2,7 +2,8 @@
 """Measure one model's latency and memory in this process and print one JSON object on stdout.
 
 Self-contained on purpose (standard library + numpy + a runtime, no edgecv import): edgecv runs it
-in a child process on the host, and copies this single file to a target (Raspberry Pi) over SSH.
+in a child process on the host, and copies it with its one companion, ``cpu_probe.py`` (standard library
+only), to a target (Raspberry Pi) over SSH.
 
     python runner.py MODEL [--runtime litert|onnxruntime] [--threads N] [--warmup-runs N] [--runs N]
                            [--min-time-s S] [--cpus LIST] [--seed N]
@@ -20,14 +21,32 @@ tensorflow.lite (last resort: the slow import is only paid when nothing else is 
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import platform
-import shutil
-import subprocess
 import sys
 import time
+
+
+
+def _load_cpu_probe():
+    """``cpu_probe.py``, the file next to this one (standard library only; copied with this file to a target)."""
+    try:  # imported as edgecv.profiling.runner
+        from . import cpu_probe as mod
+        return mod
+    except ImportError:  # run as a script (here or on a target): load the companion file by its path
+        import importlib.util
+
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_probe.py")
+        spec = importlib.util.spec_from_file_location("_edgecv_cpu_probe", path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cpu_probe.py is missing next to {__file__}") from None
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+
+cpu_probe = _load_cpu_probe()
 
 RUNNER_VERSION = 1
 MAX_RUNS = 100_000  # cap for --min-time-s on a very fast model
@@ -45,67 +64,12 @@ class ModelError(RunnerError):
 # environment fingerprint
 # ----------------------------------------------------------------------------------------------
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read().strip().strip("\x00")
-    except OSError:
-        return None
-
-
-def _cpuinfo() -> dict:
-    """model name, raw feature flags and (Arm) CPU part from /proc/cpuinfo."""
-    text = _read("/proc/cpuinfo") or ""
-    info: dict = {}
-    for line in text.splitlines():
-        if ":" not in line:
-            continue
-        key, _, val = line.partition(":")
-        key, val = key.strip().lower(), val.strip()
-        if key in ("model name", "hardware", "model", "cpu part", "cpu implementer", "processor") and key not in info:
-            info[key] = val
-        if key in ("flags", "features") and "flags" not in info:
-            info["flags"] = val.split()
-    return info
-
-
-# normalized ISA feature -> raw /proc/cpuinfo flags that imply it
-_ISA_X86 = {
-    "sse4_2": ("sse4_2",), "avx": ("avx",), "avx2": ("avx2",), "fma": ("fma",), "f16c": ("f16c",),
-    "avx512f": ("avx512f",), "avx512_vnni": ("avx512_vnni",), "avx_vnni": ("avx_vnni",),
-    "avx512_bf16": ("avx512_bf16",), "amx_int8": ("amx_int8",),
-}
-_ISA_ARM = {
-    "neon": ("asimd", "neon"), "dotprod": ("asimddp",), "fp16": ("asimdhp", "fphp"), "i8mm": ("i8mm",),
-    "bf16": ("bf16",), "sve": ("sve",), "sve2": ("sve2",),
-}
-
-
-def _isa(machine: str, flags: list[str]) -> dict:
-    table = _ISA_X86 if machine.lower() in ("x86_64", "amd64", "i386", "i686") else _ISA_ARM
-    have = set(flags)
-    return {name: any(f in have for f in raw) for name, raw in table.items()}
+_read = cpu_probe.read_text
 
 
 def _thermal() -> dict:
-    """Temperatures (deg C) of /sys/class/thermal zones, and Raspberry Pi throttling if vcgencmd exists."""
-    out: dict = {}
-    temps = {}
-    for zone in sorted(glob.glob("/sys/class/thermal/thermal_zone*")):
-        raw = _read(os.path.join(zone, "temp"))
-        if raw and raw.lstrip("-").isdigit():
-            kind = _read(os.path.join(zone, "type")) or os.path.basename(zone)
-            temps[kind] = round(int(raw) / 1000.0, 1)
-    if temps:
-        out["temp_c"] = temps
-    if shutil.which("vcgencmd"):
-        try:
-            res = subprocess.run(["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=5)
-            if res.returncode == 0 and "=" in res.stdout:
-                out["throttled"] = res.stdout.strip().split("=", 1)[1]
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return out
+    """Temperatures (deg C), frequency and throttling now (``cpu_probe.sensors``), without the empty keys."""
+    return {k: v for k, v in cpu_probe.sensors().items() if v not in (None, [])}
 
 
 def _os_name() -> str:
@@ -117,36 +81,31 @@ def _os_name() -> str:
 
 
 def environment(runtime_name: str | None = None, runtime_version: str | None = None) -> dict:
-    """A fingerprint of the machine this runs on."""
+    """A fingerprint of the machine this runs on (board, core, ISA features: ``cpu_probe.fingerprint``)."""
     import numpy as np
 
-    machine = platform.machine()
-    cpu = _cpuinfo()
-    flags = cpu.get("flags", [])
-    cpu_model = (cpu.get("model name") or _read("/proc/device-tree/model") or cpu.get("hardware")
-                 or cpu.get("model") or platform.processor() or machine)
-    env = {
-        "machine": machine,
-        "cpu_model": cpu_model,
-        "board": _read("/proc/device-tree/model"),
-        "cpu_part": cpu.get("cpu part"),
+    fp = cpu_probe.fingerprint()
+    env = {k: fp[k] for k in ("machine", "cpu_model", "board", "core", "cpu_part", "hardware", "isa", "features")}
+    env.update({
         "cores": os.cpu_count(),
         "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "isa": _isa(machine, flags),
         "os": _os_name(),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
-    }
-    cur = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
-    mx = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
-    env["cpu_mhz"] = int(cur) // 1000 if cur and cur.isdigit() else None
-    env["cpu_max_mhz"] = int(mx) // 1000 if mx and mx.isdigit() else None
-    if env["cpu_mhz"] is None and machine.lower() in ("x86_64", "amd64"):
+    })
+    sensors = cpu_probe.sensors()
+    env["governor"] = sensors["governor"]
+    env["cpu_mhz"] = sensors["cpu_mhz"]
+    env["cpu_max_mhz"] = sensors["cpu_max_mhz"]
+    if env["cpu_mhz"] is None and env["machine"].lower() in cpu_probe.X86_MACHINES:
         mhz = [ln.split(":")[1] for ln in (_read("/proc/cpuinfo") or "").splitlines() if ln.startswith("cpu MHz")]
         env["cpu_mhz"] = round(float(mhz[0])) if mhz else None
-    env.update(_thermal())
+    for k in ("temp_c", "throttled", "throttled_now"):
+        if sensors.get(k) is not None:
+            env[k] = sensors[k]
+    if sensors["unavailable"]:
+        env["sensors_unavailable"] = sensors["unavailable"]
     if runtime_name:
         env["runtime"] = runtime_name
         env["runtime_version"] = runtime_version

@@ -5,7 +5,7 @@ Uses the system ``ssh``/``scp`` with the user's own configuration, keys and agen
 ``ssh``/``scp`` invocation:
 
 1. probe: the target's Python, numpy and TFLite/ONNX runtime, and ``tempfile.mkdtemp()`` on the target;
-2. ``scp`` the model and ``edgecv/profiling/runner.py`` into that folder;
+2. ``scp`` the model, ``edgecv/profiling/runner.py`` and its companion ``cpu_probe.py`` into that folder;
 3. run ``python3 runner.py MODEL ...`` there (a shell ``trap`` removes the folder when it ends);
 4. if step 3 did not confirm the removal (killed, timed out, Ctrl-C, connection lost): ``rm -rf`` it
    in a ``finally`` block, after stopping the runner if it is still alive.
@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 from edgecv.errors import EdgecvError, suggest
 
 RUNNER = Path(__file__).resolve().parents[1] / "profiling" / "runner.py"
+CPU_PROBE = RUNNER.with_name("cpu_probe.py")  # the runner's one companion (standard library only)
 DEFAULT_CONNECT_TIMEOUT_S = 15
 QUERY_KEYS = ("python",)
 _HOST_RE = re.compile(r"^[A-Za-z0-9_.:%-]+$")
@@ -309,11 +310,15 @@ def measure_over_ssh(model: Path, target: SshTarget, *, fmt: str, runtime: str |
         with tempfile.TemporaryDirectory(prefix="edgecv-upload.") as stage:
             staged_model = Path(stage) / ("model" + model.suffix.lower())
             staged_runner = Path(stage) / "runner.py"
+            staged_probe = Path(stage) / "cpu_probe.py"
             _link_or_copy(model, staged_model)
             _link_or_copy(runner, staged_runner)
-            res = sess.run(sess.scp_argv([staged_model, staged_runner], remote_dir), timeout_s)
+            _link_or_copy(runner.with_name("cpu_probe.py") if runner.with_name("cpu_probe.py").is_file()
+                          else CPU_PROBE, staged_probe)
+            files = [staged_model, staged_runner, staged_probe]
+            res = sess.run(sess.scp_argv(files, remote_dir), timeout_s)
             if res.returncode != 0 and ("subsystem request failed" in res.stderr or "sftp" in res.stderr.lower()):
-                res = sess.run(sess.scp_argv([staged_model, staged_runner], remote_dir, legacy=True), timeout_s)
+                res = sess.run(sess.scp_argv(files, remote_dir, legacy=True), timeout_s)
         if res.returncode != 0:
             if res.returncode == 255 or "lost connection" in res.stderr.lower():
                 raise EdgecvError(ssh_error_message(target, res.stderr))
