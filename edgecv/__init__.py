@@ -6,6 +6,8 @@ TensorFlow. Builders need the ``[build]`` extra; profiling a .tflite/.onnx file 
 
 from __future__ import annotations
 
+from edgecv.lazy import lazy_attributes
+
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -15,13 +17,7 @@ _LAZY = {
     "model_cost": "edgecv.builders.cost",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'edgecv' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = ["__version__", *_LAZY]

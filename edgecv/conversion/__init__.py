@@ -6,6 +6,8 @@ Calibrated on real images, verified against the Keras model in the artifact's ow
 
 from __future__ import annotations
 
+from edgecv.lazy import lazy_attributes
+
 _LAZY = {
     "quantize": "edgecv.conversion.api",
     "ConversionResult": "edgecv.conversion.api",
@@ -19,13 +21,7 @@ _LAZY = {
     "run_artifact": "edgecv.conversion.verify",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'edgecv.conversion' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = list(_LAZY)

@@ -8,13 +8,8 @@ TensorFlow; fitting (``edgecv.devices.fit``) needs numpy and scipy.
 from __future__ import annotations
 
 from edgecv.devices.profile import DeviceProfile, ProfileError, device_ids, load_all, load_profile
+from edgecv.lazy import lazy_attributes
 
 __all__ = ["DeviceProfile", "ProfileError", "device_ids", "load_all", "load_profile", "predict_profile"]
 
-
-def __getattr__(name: str):
-    if name == "predict_profile":
-        from edgecv.devices.predict import predict_profile
-
-        return predict_profile
-    raise AttributeError(f"module 'edgecv.devices' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, {"predict_profile": "edgecv.devices.predict"})

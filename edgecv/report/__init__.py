@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
+from edgecv.lazy import lazy_attributes
+
 __all__ = ["render_report", "write_report", "pareto_front"]
 
-
-def __getattr__(name: str):
-    if name in __all__:
-        from edgecv.report import html
-
-        return getattr(html, name)
-    raise AttributeError(f"module 'edgecv.report' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, {name: "edgecv.report.html" for name in __all__})
