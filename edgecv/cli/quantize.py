@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from edgecv.formats import FORMATS, IO_TYPES, PRECISIONS
+
 from edgecv.cli.choose import choose_options
 from edgecv.cli.options import (calibration_options, output_dir_option, output_options, print_json, stdout_console,
                                 verification_options)
@@ -21,14 +23,14 @@ def _float_list(ctx, param, value):
 @click.command()
 @choose_options
 @click.argument("model")
-@click.option("--precision", type=click.Choice(["int8", "int16x8", "float16", "dynamic", "float32"]),
+@click.option("--precision", type=click.Choice(PRECISIONS),
               default="int8", show_default=True,
               help="Weights/activations precision (int16x8: TFLite, 16-bit activations, 8-bit weights).")
-@click.option("--format", "fmt", type=click.Choice(["tflite", "onnx"]), default="tflite", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="tflite", show_default=True,
               help="tflite (all precisions) or onnx (float32, int8 QDQ).")
 @calibration_options("none; required for int8, int16x8", seed=True)
 @output_dir_option("edgecv_out", "the artifact and its sidecar; or a file path ending in .tflite/.onnx", "--output")
-@click.option("--io", "io_type", type=click.Choice(["int8", "uint8", "int16", "float32"]),
+@click.option("--io", "io_type", type=click.Choice(IO_TYPES),
               help="Full-integer TFLite input/output type  [default: int8; int16x8: int16].")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (13 and up).")
 @click.option("--reduce-range", is_flag=True,
@@ -38,11 +40,16 @@ def _float_list(ctx, param, value):
 @click.option("--float-layers", callback=_float_list, metavar="NAME,...",
               help="int8 TFLite: keep these Keras layers in float (selective quantization).")
 @click.option("--debug-layers", is_flag=True, help="int8 TFLite: per-layer error report (worst layers).")
+@click.option("--preprocess", metavar="none|tf|torch|caffe|mean=M,..;std=S,..",
+              help="How pixels (0..255) become the model input: none (raw), tf ([-1, 1]), torch (ImageNet "
+                   "mean/std on [0, 1]), caffe (BGR, mean subtracted) or per-channel mean/std in pixel units  "
+                   "[default: the family's for edgecv models; none for a model with a Rescaling/Normalization "
+                   "input layer; else tf, with a warning].")
 @verification_options(gates=True)
 @output_options
 def quantize(model, precision, fmt, calib, samples, verify_samples, seed, output_dir, io_type, opset,
-             reduce_range, allow_float_fallback, float_layers, debug_layers, no_verify, min_sqnr, min_top1_agreement,
-             as_json, quiet):
+             reduce_range, allow_float_fallback, float_layers, debug_layers, preprocess, no_verify, min_sqnr,
+             min_top1_agreement, as_json, quiet):
     """Convert MODEL to a quantized TFLite or ONNX file, verified against Keras.
 
     MODEL is a .keras file or a registry name (see `edgecv models`). The artifact is written as
@@ -60,7 +67,7 @@ def quantize(model, precision, fmt, calib, samples, verify_samples, seed, output
                   opset=opset, allow_float_fallback=allow_float_fallback, float_layers=float_layers,
                   debug_layers=debug_layers, verify=not no_verify, verify_samples=verify_samples,
                   min_sqnr_db=min_sqnr, min_top1_agreement=min_top1_agreement, seed=seed, reduce_range=reduce_range,
-                  reporter=reporter)
+                  reporter=reporter, preprocess=preprocess)
     except GateFailed as exc:
         res = getattr(exc, "result", None)
         if res is not None:

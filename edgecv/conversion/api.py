@@ -25,6 +25,8 @@ import numpy as np
 from edgecv.builders.arch import Preprocessing
 from edgecv.conversion.calibration import CalibrationData, CalibrationSummary, load_calibration
 from edgecv.conversion.onnx_export import int8_kernels_saturate
+from edgecv.conversion.preprocess import InputPreprocessing, from_family, named, normalizes_input
+from edgecv.conversion.preprocess import parse as parse_preprocess
 from edgecv.conversion.progress import Reporter
 from edgecv.conversion.tflite import CALIBRATED  # full integer: the precisions that need calibration data
 from edgecv.conversion.verify import (Metrics, TensorInfo, compare, float_ops, inspect_io, outputs_barely_vary,
@@ -33,23 +35,7 @@ from edgecv.errors import EdgecvError, GateFailed, root_cause, suggest
 from edgecv.fileio import atomic_path, check_output_dir, unsafe_zip_member, write_json_atomic, write_sidecar
 from edgecv.native import import_tensorflow, native_output_silenced
 
-PRECISIONS = ("int8", "int16x8", "float16", "dynamic", "float32")
-
-
-@dataclass(frozen=True)
-class Format:
-    """One export format: its file suffix, the precisions it supports and the runtime that verifies it."""
-
-    name: str
-    suffix: str
-    precisions: tuple[str, ...]
-    runtime: str
-
-
-FORMATS = {
-    "tflite": Format("tflite", ".tflite", ("int8", "int16x8", "float16", "dynamic", "float32"), "LiteRT"),
-    "onnx": Format("onnx", ".onnx", ("float32", "int8"), "ONNX Runtime"),
-}
+from edgecv.formats import FORMATS, PRECISIONS, Format, accepts  # noqa: F401 - the export table, re-exported
 
 
 @dataclass(frozen=True)
@@ -134,12 +120,10 @@ class LoadedModel:
     keras_model: Any
     name: str
     source: str
-    preprocessing: Preprocessing
+    preprocessing: InputPreprocessing
     family: str | None
 
 
-_DEFAULT_PRE = Preprocessing(range=(-1.0, 1.0), mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5),
-                             in_model=False)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -218,6 +202,7 @@ def load_model(model: Any, isolate: bool = True) -> LoadedModel:
     from edgecv.builders.registry import create_model, get_config
 
     if hasattr(model, "layers") and hasattr(model, "input_shape"):
+        check_model_io(model)
         name = _SAFE_NAME.sub("_", str(model.name)) or "model"
         pre, fam = _preprocessing_for(model, name)
         return LoadedModel(model, name, f"keras.Model {model.name!r}", pre, fam)
@@ -237,6 +222,7 @@ def load_model(model: Any, isolate: bool = True) -> LoadedModel:
             raise EdgecvError(f"MODEL: cannot load {str(path)!r} as a Keras model: {root_cause(exc)}") from None
         if not isinstance(km, keras.Model):
             raise EdgecvError(f"MODEL: {str(path)!r} holds a Keras {type(km).__name__}, not a model")
+        check_model_io(km, str(path))
         name = str(km.name)
         if not name or re.fullmatch(r"(functional|sequential|model)(_\d+)?", name):
             name = path.stem
@@ -246,30 +232,76 @@ def load_model(model: Any, isolate: bool = True) -> LoadedModel:
     cfg = get_config(text)  # EdgecvError with suggestions for an unknown name
     with native_output_silenced():
         km = create_model(cfg)
-    return LoadedModel(km, cfg.name, text, cfg.spec.preprocessing, cfg.family)
+    return LoadedModel(km, cfg.name, text, from_family(cfg.spec.preprocessing, cfg.family), cfg.family)
 
 
-def _preprocessing_for(km: Any, name: str) -> tuple[Preprocessing, str | None]:
+def check_model_io(km: Any, where: str = "MODEL") -> None:
+    """One input (H, W, C) image and one output: what quantize calibrates and verifies; else one line."""
+    where = where if where == "MODEL" else f"MODEL {where!r}"
+    n_in, n_out = len(getattr(km, "inputs", None) or [None]), len(getattr(km, "outputs", None) or [None])
+    if n_in != 1:
+        raise EdgecvError(f"{where}: the model has {n_in} inputs; quantize supports single-input image models "
+                          f"(one (H, W, C) input)")
+    if n_out != 1:
+        raise EdgecvError(f"{where}: the model has {n_out} outputs; quantize supports single-output models "
+                          f"(verification compares one output tensor)")
+    shape = tuple(km.input_shape)
+    if len(shape) != 4:
+        raise EdgecvError(f"{where}: the model's input has shape {shape}; quantize supports image models with one "
+                          f"(batch, H, W, C) input")
+    if any(d is None for d in shape[1:]):
+        raise EdgecvError(f"{where}: the model's input size is not fixed {shape}; build it with a fixed "
+                          f"input_shape (H, W, C)")
+
+
+def _preprocessing_for(km: Any, name: str) -> tuple[InputPreprocessing, str | None]:
     from edgecv.builders.registry import get_config
 
     try:
         cfg = get_config(name)
         if tuple(cfg.input_shape) == tuple(km.input_shape[1:]):
-            return cfg.spec.preprocessing, cfg.family
+            return from_family(cfg.spec.preprocessing, cfg.family), cfg.family
     except EdgecvError:
         pass
-    kinds = [type(layer).__name__ for layer in km.layers[:4]]
-    if "Rescaling" in kinds or "Normalization" in kinds:
-        return Preprocessing(range=(0.0, 255.0), mean=(0.0,) * 3, std=(1.0,) * 3, in_model=True), None
-    return _DEFAULT_PRE, None
+    if normalizes_input(km):
+        return named("none", source="detected"), None
+    return named("tf", source="default"), None
 
 
-def preprocessing_dict(pre: Preprocessing, input_shape: tuple) -> dict[str, Any]:
+def resolve_preprocessing(loaded: LoadedModel, preprocess: str | InputPreprocessing | None,
+                          reporter: Reporter) -> InputPreprocessing:
+    """The model's input preprocessing, for its channel count: ``--preprocess`` when given, else the family's
+    (edgecv models), the model's own (a Rescaling/Normalization input layer: raw pixels) or ``tf`` with a
+    warning."""
+    c = int(loaded.keras_model.input_shape[-1])
+    if preprocess is not None:
+        from edgecv.conversion.preprocess import check_length
+
+        pre = parse_preprocess(preprocess)
+        check_length(pre, c)
+        if loaded.preprocessing.source == "detected" and not pre.in_model:
+            reporter.warn(f"--preprocess {pre.name}: {loaded.name} normalizes its input itself (a Rescaling/"
+                          f"Normalization layer at its input) and usually expects raw pixels (--preprocess none)")
+    else:
+        pre = loaded.preprocessing
+        if pre.source == "default":
+            reporter.warn(f"{loaded.name}: no preprocessing known for this model (not an edgecv model, no "
+                          f"Rescaling/Normalization input layer): assuming --preprocess tf (pixels to [-1, 1]); "
+                          f"pass --preprocess none|tf|torch|caffe|mean=..;std=.. to say what it was trained on")
+    return pre.for_channels(c)
+
+
+def preprocessing_dict(pre: InputPreprocessing | Preprocessing, input_shape: tuple) -> dict[str, Any]:
     h, w, c = (list(input_shape) + [None, None, None])[:3]
-    return {"input_size": [h, w], "channels": c, "range": list(pre.range), "mean": list(pre.mean),
-            "std": list(pre.std), "in_model": pre.in_model,
-            "formula": "raw RGB pixels 0..255 (the model normalizes)" if pre.in_model
-            else "(pixels_0_255 - mean) / std"}
+    if not isinstance(pre, InputPreprocessing):
+        pre = from_family(pre, None)
+    d = pre.to_dict()
+    color = "grayscale" if c == 1 else "BGR" if pre.bgr else "RGB" if c == 3 else f"{c}-channel"
+    return {"input_size": [h, w], "channels": c, "range": d["range"], "mean": d["mean"], "std": d["std"],
+            "in_model": pre.in_model, "preprocess": d["preprocess"], "source": d["source"],
+            "channel_order": d["channel_order"],
+            "formula": f"raw {color} pixels 0..255 (the model normalizes)" if pre.in_model
+            else f"({color} pixels_0_255 - mean) / std"}
 
 
 # --- options ----------------------------------------------------------------------------------------
@@ -297,7 +329,7 @@ def _check_options(precision: str, fmt: str, io: str | None, opset: int, samples
     if io in ("int8", "uint8") and not tfl_int8:
         raise EdgecvError(f"--io {io} applies to --precision int8 --format tflite only"
                           + (" (int16x8: --io int16 or float32)" if precision == "int16x8" else ""))
-    if fmt == "onnx" and (isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET):
+    if accepts(fmt, precision, "opset") and (isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET):
         raise EdgecvError(f"--opset: expected {MIN_OPSET}..{MAX_OPSET}. Received: {opset!r}")
     for opt, v in (("--samples", samples), ("--verify-samples", verify_samples)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -306,10 +338,10 @@ def _check_options(precision: str, fmt: str, io: str | None, opset: int, samples
         raise EdgecvError(f"--min-top1-agreement: expected a fraction 0..1. Received: {min_top1!r}")
     if min_sqnr_db is not None and not np.isfinite(min_sqnr_db):
         raise EdgecvError(f"--min-sqnr: expected a number of dB. Received: {min_sqnr_db!r}")
-    if (float_layers or debug_layers) and not tfl_int8:
+    if (float_layers or debug_layers) and not accepts(fmt, precision, "float_layers"):
         which = "--float-layers" if float_layers else "--debug-layers"
         raise EdgecvError(f"{which} applies to --precision int8 --format tflite only")
-    if allow_float_fallback and not (fmt == "tflite" and precision in CALIBRATED):
+    if allow_float_fallback and not accepts(fmt, precision, "allow_float_fallback"):
         raise EdgecvError("--allow-float-fallback applies to --precision int8 or int16x8 --format tflite only")
     return io or ("int8" if tfl_int8 else "int16" if precision == "int16x8" else "float32")
 
@@ -354,12 +386,15 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
              debug_layers: bool = False, verify: bool = True, verify_samples: int = 16,
              min_sqnr_db: float | None = None, min_top1_agreement: float | None = None, seed: int = 0,
              reduce_range: bool = False, reporter: Reporter | None = None,
-             isolate_load: bool = True) -> ConversionResult:
+             isolate_load: bool = True, preprocess: str | InputPreprocessing | None = None) -> ConversionResult:
     """Convert ``model`` (registry name, .keras path or keras.Model) to ``precision`` in ``format``.
 
     Writes ``<output>/<model>_<precision>.<tflite|onnx>`` (or the file ``output``) and ``<artifact>.json``.
     int8 and int16x8 need ``calib`` (a folder of images, a .npy/.npz array, or ``"synthetic"``). ``reduce_range``
-    (ONNX int8 only) quantizes weights to 7 bits, for x86 targets without VNNI.
+    (ONNX int8 only) quantizes weights to 7 bits, for x86 targets without VNNI. ``preprocess`` (``none``,
+    ``tf``, ``torch``, ``caffe`` or ``"mean=..;std=.."``, see :mod:`edgecv.conversion.preprocess`) says how
+    pixels become the model's input; default: the family's for edgecv models, ``none`` for a model that
+    normalizes its own input, else ``tf`` with a warning. It is recorded in the sidecar.
     """
     t_start = time.perf_counter()
     reporter = reporter or Reporter()
@@ -370,12 +405,14 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
     from edgecv.validate import seed as check_seed
 
     check_seed("--seed", seed)
-    if reduce_range and (format, precision) != ("onnx", "int8"):
+    if reduce_range and not accepts(format, precision, "reduce_range"):
         raise EdgecvError(f"--reduce-range: applies to --format onnx --precision int8 only "
                           f"(got --format {format} --precision {precision})")
     if precision in CALIBRATED and calib is None:
         raise EdgecvError(f"--calib: {precision} needs calibration data: a folder of JPEG/PNG images, a preprocessed "
                           ".npy/.npz array, or 'synthetic' (random noise, poor scales)")
+    if preprocess is not None:
+        parse_preprocess(preprocess)  # a bad value is refused before the slow model load
     folder, file_name = resolve_output(output, format)
     from edgecv.conversion.calibration import precheck
 
@@ -383,6 +420,7 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
 
     with reporter.task("loading model"):
         loaded = load_model(model, isolate=isolate_load)
+    loaded = dataclasses.replace(loaded, preprocessing=resolve_preprocessing(loaded, preprocess, reporter))
     km = loaded.keras_model
     input_shape = tuple(km.input_shape[1:])
     if float_layers:
@@ -645,6 +683,12 @@ def _convert(km, fmt, precision, data, io_type, allow_float, float_layers, opset
         except EdgecvError:
             raise
         except Exception as exc:  # noqa: BLE001 - converter errors: one line naming what failed
+            op = re.search(r"not (?:yet )?supported for op:? '?([A-Za-z0-9_]+)", str(exc))
+            if op and precision in CALIBRATED:
+                hint = ("" if allow_float else "Use --allow-float-fallback to keep it in float, or ") + \
+                    ("--precision int8 or float16" if precision == "int16x8" else "--precision dynamic")
+                raise EdgecvError(f"{precision}: op {op.group(1)} cannot be quantized to {precision} (no "
+                                  f"{precision} kernel). {hint[0].upper()}{hint[1:]}") from None
             raise EdgecvError(f"TFLite {precision} conversion failed: {_first_line(exc)}") from None
     from edgecv.conversion import onnx_export
 

@@ -16,6 +16,14 @@ import sys
 from collections.abc import Callable, Iterator
 
 
+def printable(text: str) -> str:
+    """``text`` that any stream can print: file names that are not UTF-8 (surrogate escapes) as ``\\xNN``."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class Reporter:
     """Silent reporter: collects warnings, shows nothing."""
 
@@ -23,7 +31,7 @@ class Reporter:
         self.warnings: list[str] = []
 
     def warn(self, msg: str) -> None:
-        self.warnings.append(msg)
+        self.warnings.append(printable(msg))
 
     def info(self, msg: str) -> None:  # noqa: D401 - a sink
         pass
@@ -54,7 +62,9 @@ class RichReporter(Reporter):
 
     def warn(self, msg: str) -> None:
         super().warn(msg)
-        self.console.print(f"[yellow]warning:[/yellow] {msg}", markup=True, soft_wrap=True)
+        from rich.markup import escape
+
+        self.console.print(f"[yellow]warning:[/yellow] {escape(self.warnings[-1])}", markup=True, soft_wrap=True)
 
     def info(self, msg: str) -> None:
         if self.show_progress:
