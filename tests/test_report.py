@@ -21,14 +21,15 @@ from edgecv.report.html import PLOT_IDS, pareto_front, render_report, write_repo
 MIB = 2**20
 
 
-def _row(model, precision, device, macs, latency, size_mib, top1=None, mode="predicted", status="ok"):
+def _row(model, precision, device, macs, latency, size_mib, top1=None, mode="predicted", status="ok", measured=None):
     return {"point": f"{model}_{precision}_tflite", "model": model, "precision": precision, "format": "tflite",
             "device": device, "mode": mode, "status": status, "error": "" if status == "ok" else "convert: boom",
             "macs": macs, "params": 1_000_000, "file_bytes": int(size_mib * MIB), "latency_ms.mean": latency,
             "latency_ms.p90": latency, "prediction.band_low_ms": latency and latency * 0.9,
             "prediction.band_high_ms": latency and latency * 1.1, "prediction.peak_memory_bytes": 50 * MIB,
             "prediction.fits_ram": True, "sqnr_db": 40.0, "top1_agreement": 1.0, "published_top1": top1,
-            "published_source": "MobileNets Table 6" if top1 else ""}
+            "published_source": "MobileNets Table 6" if top1 else "", "measured_top1": measured,
+            "measured_samples": 450 if measured is not None else None}
 
 
 # (model, MACs, published top-1): MobileNetV1 at 224 px, paper Table 6
@@ -44,6 +45,10 @@ def sample_rows() -> list[dict]:
         # an int8 0.75 that is faster than the float32 0.5: pushes 0.5 float32 off the Pareto front
         rows.append(_row("mobilenet_v1_0.75_224", "int8", dev, 325e6, speed * 3.0, 2.6, 68.4))
     rows.append(_row("mobilenet_v1_0.50_160", "int8", "host", 77e6, 1.2, 1.3, None, mode="measured"))
+    # measured top-1 (sweep --eval-data): a float32 and an int8 of one trained model on the host
+    rows.append(_row("digits_a", "float32", "host", 10e6, 0.6, 0.9, None, mode="measured", measured=91.0))
+    rows.append(_row("digits_a", "int8", "host", 10e6, 0.5, 0.25, None, mode="measured", measured=90.2))
+    rows.append(_row("digits_b", "int8", "host", 20e6, 0.7, 0.4, None, mode="measured", measured=89.0))
     rows.append(_row("mobilenet_v1_1.00_128", "int8", "", 0, None, 0, None, mode="error", status="error"))
     return rows
 
@@ -127,7 +132,9 @@ const { chromium } = require('playwright-core');
     const el = document.getElementById(id);
     return { id, traces: el.data.map(t => ({ name: t.name, x: Array.from(t.x), y: Array.from(t.y) })),
              points: el.querySelectorAll('.scatterlayer .point').length,
-             xtype: el.layout.xaxis.type, ytype: el.layout.yaxis.type };
+             xtype: el.layout.xaxis.type, ytype: el.layout.yaxis.type,
+             xticks: Array.from(el.querySelectorAll('.xtick text')).map(t => t.textContent),
+             yticks: Array.from(el.querySelectorAll('.ytick text')).map(t => t.textContent) };
   }), ids);
   const col = await page.evaluate(() => Array.from(document.querySelectorAll('#results th')).findIndex(h => h.textContent === 'latency (ms)'));
   const read = () => page.evaluate(c => Array.from(document.querySelectorAll('#results tbody tr')).map(r => r.cells[c].dataset.v), col);
@@ -135,7 +142,11 @@ const { chromium } = require('playwright-core');
   const asc = await read();
   await page.click('#results th:nth-child(' + (col + 1) + ')');
   const desc = await read();
-  console.log(JSON.stringify({ errors, requests, plots, asc, desc }));
+  const p90col = await page.evaluate(() => Array.from(document.querySelectorAll('#results th')).findIndex(h => h.textContent === 'p90 (ms)'));
+  const modecol = await page.evaluate(() => Array.from(document.querySelectorAll('#results th')).findIndex(h => h.textContent === 'mode'));
+  const p90 = await page.evaluate(([c, m]) => Array.from(document.querySelectorAll('#results tbody tr')).map(r => [r.cells[m].textContent, r.cells[c].textContent]), [p90col, modecol]);
+  if (process.env.EDGECV_SCREENSHOT) await page.screenshot({ path: process.env.EDGECV_SCREENSHOT, fullPage: true });
+  console.log(JSON.stringify({ errors, requests, plots, asc, desc, p90 }));
   await browser.close();
 })().catch(e => { console.error(e); process.exit(1); });
 """
@@ -171,9 +182,26 @@ def test_report_in_headless_chromium(tmp_path):
     ok_rows = [r for r in sample_rows() if r["status"] == "ok"]
     lat_macs = plots["plot-latency-macs"]
     assert (lat_macs["xtype"], lat_macs["ytype"]) == ("log", "log")
-    assert sum(len(t["x"]) for t in lat_macs["traces"]) == len(ok_rows)
+    data_traces = [t for t in lat_macs["traces"] if t["x"] != [None]]
+    assert sum(len(t["x"]) for t in data_traces) == len(ok_rows)
     assert lat_macs["points"] == len(ok_rows)
     assert plots["plot-size-latency"]["points"] == len(ok_rows)
+    # log axes label every tick in full: no label repeats (a bare "5" for both 0.5 and 5), MACs carry units
+    for pid in ("plot-latency-macs", "plot-size-latency"):
+        for axis in ("xticks", "yticks"):
+            labels = plots[pid][axis]
+            assert len(labels) >= 2 and len(set(labels)) == len(labels), (pid, axis, labels)
+    assert all(t[-1] in "kMG" for t in lat_macs["xticks"]), lat_macs["xticks"]
+    # the size plot's legend says what each marker shape means
+    names = [t["name"] for t in plots["plot-size-latency"]["traces"]]
+    assert "circle: float32" in names and "square: int8" in names
+    # predicted rows show "-" for p90 (a prediction has no spread); measured rows show a number
+    assert {p90 for mode, p90 in res["p90"] if mode == "predicted"} == {"-"}
+    assert all(p90 not in ("-", "") for mode, p90 in res["p90"] if mode == "measured")
+    # measured accuracy: its own plot with the hand-computed Pareto front of the host points
+    meas = plots["plot-measured-top1-latency"]
+    tr = next(t for t in meas["traces"] if t["name"] == "host Pareto front (measured)")
+    assert list(zip(tr["x"], tr["y"])) == pytest.approx([(0.5, 90.2), (0.6, 91.0)])
     # Pareto front traces equal the hand-computed fronts
     top1 = plots["plot-top1-latency"]
     for dev in ("rpi4", "pixel4"):

@@ -24,12 +24,14 @@ class ClassLoss:
 
 
 def topk_correct(probs: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
-    """Boolean per sample: the label is among the ``k`` largest outputs (ties broken by index)."""
+    """Boolean per sample. k = 1: the argmax (first index on a tie) is the label. k > 1: fewer than ``k`` classes
+    score strictly higher than the label (int8 outputs take few distinct values, so ties at the k-th place are
+    common: they count for the label rather than being broken by class index)."""
     probs = np.asarray(probs)
     if k == 1:
         return np.argmax(probs, axis=1) == y
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return (top == y[:, None]).any(axis=1)
+    label_score = probs[np.arange(len(y)), y]
+    return (probs > label_score[:, None]).sum(axis=1) < k
 
 
 def paired_drop(ref_correct: np.ndarray, correct: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,

@@ -18,7 +18,9 @@ from typing import Any
 from edgecv.fileio import write_text_atomic
 
 MIB = 2**20
-PLOT_IDS = ("plot-latency-macs", "plot-size-latency", "plot-top1-latency")
+PLOT_IDS = ("plot-latency-macs", "plot-size-latency", "plot-top1-latency", "plot-measured-top1-latency")
+SYMBOLS = {"float32": "circle", "float16": "diamond", "int8": "square", "dynamic": "triangle-up",
+           "int16x8": "cross"}
 
 # (column in the rows, header, formatter)
 TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -39,6 +41,7 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("sqnr_db", "SQNR vs Keras (dB)", "num"),
     ("top1_agreement", "top-1 agreement", "num"),
     ("published_top1", "published top-1 (%)*", "num"),
+    ("measured_top1", "measured top-1 (%)**", "num"),
     ("status", "status", "text"),
 )
 
@@ -70,6 +73,46 @@ def _fmt(v: Any, kind: str) -> tuple[str, str]:
     return (f"{f:,.3g}" if abs(f) < 100 else f"{f:,.1f}"), repr(f)
 
 
+def _si(v: float) -> str:
+    """A full tick label: 0.5, 5, 50, 500, 5k, 20M, 1G (never a bare digit standing for a decade)."""
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:g}{unit}"
+    return f"{v:g}"
+
+
+def log_ticks(values: list[float], si: bool = False) -> dict:
+    """Explicit tick values and full labels for a log axis that spans ``values`` (1-2-5 per decade; 1-3 or 1 for
+    wide ranges; every integer mantissa for narrow ones): plotly's own minor labels are bare digits ("5" marks
+    both 0.5 and 5)."""
+    vals = [v for v in values if v is not None and v > 0 and math.isfinite(v)]
+    if not vals:
+        return {}
+    vmin, vmax = min(vals) / 1.2, max(vals) * 1.2
+    lo, hi = math.floor(math.log10(vmin)), math.ceil(math.log10(vmax))
+    ticks: list[float] = []
+    for steps in ((1,), (1, 3), (1, 2, 5), (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)):
+        ticks = [float(f"{m * 10.0 ** e:.6g}") for e in range(lo - 1, hi + 1) for m in steps]
+        ticks = [t for t in ticks if vmin <= t <= vmax]
+        if len(ticks) >= 4 or (steps[-1] == 9 and ticks):
+            break
+    if len(ticks) < 2:  # a range narrower than the finest mantissas: a few even steps
+        step = float(f"{(vmax - vmin) / 3:.1g}")
+        ticks = [round(k * step, 12) for k in range(math.ceil(vmin / step), math.floor(vmax / step) + 1)]
+    return dict(tickvals=ticks, ticktext=[_si(t) if si else f"{t:g}" for t in ticks])
+
+
+def _precision_legend(fig, precisions) -> None:
+    """Legend entries (no data) that say what each marker shape means."""
+    import plotly.graph_objects as go
+
+    for prec in precisions:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"{SYMBOLS.get(prec, 'circle')}: {prec}",
+                                 legendgroup="marker", legendgrouptitle_text="marker = precision",
+                                 marker=dict(symbol=SYMBOLS.get(prec, "circle"), size=9, color="#777"),
+                                 hoverinfo="skip", showlegend=True))
+
+
 def pareto_front(points: list[tuple[float, float, Any]]) -> list[tuple[float, float, Any]]:
     """Points (latency, accuracy, tag) not dominated by a faster-or-equal and at-least-as-accurate point;
     returned by increasing latency."""
@@ -92,7 +135,8 @@ def _figures(rows: list[dict]) -> list[tuple[str, str, Any | None, str]]:
 
     palette = qualitative.D3
     color = {d: palette[i % len(palette)] for i, d in enumerate(devices)}
-    symbols = {"float32": "circle", "float16": "diamond", "int8": "square", "dynamic": "triangle-up"}
+    symbols = SYMBOLS
+    precisions = list(dict.fromkeys(r["precision"] for r in ok))
     layout = dict(template="plotly_white", height=480, margin=dict(l=60, r=20, t=50, b=60),
                   legend=dict(title="device / precision"))
 
@@ -109,10 +153,12 @@ def _figures(rows: list[dict]) -> list[tuple[str, str, Any | None, str]]:
             if sel:
                 fig.add_trace(go.Scatter(x=[_num(r["macs"]) for r in sel], y=[_num(r["latency_ms.mean"]) for r in sel],
                                          mode="markers", name=f"{dev} / {prec}", legendgroup=dev,
-                                         marker=dict(symbol=symbols.get(prec, "circle"), size=9),
+                                         marker=dict(symbol=symbols.get(prec, "circle"), size=9, color=color[dev]),
                                          text=[hover(r) for r in sel], hoverinfo="text"))
-    fig.update_xaxes(type="log", title="MACs (multiply-accumulates per inference)")
-    fig.update_yaxes(type="log", title="latency (ms): measured on host, predicted on devices")
+    fig.update_xaxes(type="log", title="MACs (multiply-accumulates per inference)",
+                     **log_ticks([_num(r.get("macs")) for r in ok], si=True))
+    fig.update_yaxes(type="log", title="latency (ms): measured on host, predicted on devices",
+                     **log_ticks([_num(r["latency_ms.mean"]) for r in ok]))
     fig.update_layout(title="Latency vs MACs per device (log-log)", **layout)
     out.append((PLOT_IDS[0], "Latency vs MACs", fig if ok else None, ""))
 
@@ -125,9 +171,11 @@ def _figures(rows: list[dict]) -> list[tuple[str, str, Any | None, str]]:
                                      marker=dict(symbol=[symbols.get(r["precision"], "circle") for r in sel], size=9,
                                                  color=color[dev]),
                                      text=[hover(r) for r in sel], hoverinfo="text"))
-    fig.update_xaxes(type="log", title="latency (ms)")
-    fig.update_yaxes(type="log", title="model file size (MiB)")
-    fig.update_layout(title="Model size vs latency (marker: precision)", **layout)
+    _precision_legend(fig, precisions)
+    fig.update_xaxes(type="log", title="latency (ms)", **log_ticks([_num(r["latency_ms.mean"]) for r in ok]))
+    fig.update_yaxes(type="log", title="model file size (MiB)",
+                     **log_ticks([(_num(r.get("file_bytes")) or 0) / MIB for r in ok]))
+    fig.update_layout(title="Model size vs latency (colour: device, marker: precision)", **layout)
     out.append((PLOT_IDS[1], "Model size vs latency", fig if ok else None, ""))
 
     pub = [r for r in ok if r.get("mode") == "predicted" and _num(r.get("published_top1"))]
@@ -148,7 +196,10 @@ def _figures(rows: list[dict]) -> list[tuple[str, str, Any | None, str]]:
                                  marker=dict(size=13, symbol="circle-open", line=dict(width=2)),
                                  text=[f"Pareto: {f[2]['model']} {f[2]['precision']}" for f in front],
                                  hoverinfo="text"))
-    fig.update_xaxes(type="log", title="predicted latency (ms)")
+    if pub:
+        _precision_legend(fig, dict.fromkeys(r["precision"] for r in pub))
+    fig.update_xaxes(type="log", title="predicted latency (ms)",
+                     **log_ticks([_num(r["latency_ms.mean"]) for r in pub]))
     fig.update_yaxes(title="published ImageNet top-1 (%) of the reference architecture")
     fig.update_layout(title="Published top-1 (paper figures of the reference architecture) vs predicted latency",
                       **layout)
@@ -161,7 +212,45 @@ def _figures(rows: list[dict]) -> list[tuple[str, str, Any | None, str]]:
         note = ("No point of this sweep is a standard variant with a published ImageNet top-1 "
                 "(models/paper_figures.csv), or no device was predicted.")
     out.append((PLOT_IDS[2], "Published top-1 vs predicted latency", fig if pub else None, note))
+    out.append(_measured_figure(ok, color, layout, hover))
     return out
+
+
+def _measured_figure(ok: list[dict], color: dict, layout: dict, hover) -> tuple[str, str, Any | None, str]:
+    """Top-1 measured on the user's labelled data (``sweep --eval-data``) vs latency, with Pareto fronts."""
+    import plotly.graph_objects as go
+
+    meas = [r for r in ok if _num(r.get("measured_top1")) is not None]
+    fig = go.Figure()
+    for dev in dict.fromkeys(r["device"] for r in meas):
+        sel = [r for r in meas if r["device"] == dev]
+        fig.add_trace(go.Scatter(x=[_num(r["latency_ms.mean"]) for r in sel], y=[_num(r["measured_top1"]) for r in sel],
+                                 mode="markers", name=f"{dev} ({sel[0].get('mode', '')} latency)", legendgroup=dev,
+                                 marker=dict(symbol=[SYMBOLS.get(r["precision"], "circle") for r in sel], size=9,
+                                             color=color[dev]),
+                                 text=[hover(r) + f"<br>measured top-1 {_num(r['measured_top1']):.2f}% on "
+                                       f"{int(_num(r.get('measured_samples')) or 0)} images" for r in sel],
+                                 hoverinfo="text"))
+        front = pareto_front([(_num(r["latency_ms.mean"]), _num(r["measured_top1"]), r) for r in sel])
+        fig.add_trace(go.Scatter(x=[f[0] for f in front], y=[f[1] for f in front], mode="lines+markers",
+                                 name=f"{dev} Pareto front (measured)", legendgroup=dev,
+                                 line=dict(shape="hv", dash="dot", color=color[dev]),
+                                 marker=dict(size=13, symbol="circle-open", line=dict(width=2)),
+                                 text=[f"Pareto: {f[2]['model']} {f[2]['precision']}" for f in front],
+                                 hoverinfo="text"))
+    if meas:
+        _precision_legend(fig, dict.fromkeys(r["precision"] for r in meas))
+    fig.update_xaxes(type="log", title="latency (ms)", **log_ticks([_num(r["latency_ms.mean"]) for r in meas]))
+    fig.update_yaxes(title="measured top-1 (%) on the evaluation data")
+    fig.update_layout(title="Measured top-1 (sweep --eval-data) vs latency", **layout)
+    data = next((r.get("measured_data") for r in meas if r.get("measured_data")), "")
+    n = next((int(_num(r.get("measured_samples")) or 0) for r in meas), 0)
+    note = (f"Top-1 <b>measured</b> by running each artifact in its runtime on {n} labelled images"
+            f"{' from ' + html.escape(str(data)) if data else ''} (edgecv evaluate); the published figures above "
+            "are paper values for ImageNet. Open circles joined by a dotted line: the Pareto front.")
+    if not meas:
+        note = "No measured accuracy in this sweep (run it with --eval-data DIR on trained models)."
+    return PLOT_IDS[3], "Measured top-1 vs latency", fig if meas else None, note
 
 
 _CSS = """
@@ -208,6 +297,8 @@ def _table(rows: list[dict]) -> str:
         for col, _, kind in TABLE_COLUMNS:
             v = peak_memory(r) if col == "peak_memory" else r.get(col)
             text, key = _fmt(v, kind)
+            if col == "latency_ms.p90" and r.get("mode") == "predicted":
+                text, v = "-", None  # a prediction has no spread: p90 would only repeat the latency
             if kind != "text" and _num(v) is None:
                 key = ""
             cls = ' class="n"' if kind != "text" else ""
@@ -246,7 +337,9 @@ def render_report(rows: list[dict], title: str = "edgecv report", meta: dict | N
                  "(paper figures), shown only for standard variants; not measured on these models. "
                  "SQNR and top-1 agreement compare each artifact with its Keras model on held-out photos; a sweep "
                  "builds untrained models (BatchNorm statistics set on photos), whose softmax is nearly uniform, "
-                 "so int8 figures there are low and say little about a trained model's int8 accuracy.</p>")
+                 "so int8 figures there are low and say little about a trained model's int8 accuracy. "
+                 "** top-1 measured on the labelled data given to sweep --eval-data (trained models only). "
+                 "p90 is '-' for predicted rows (a prediction has no run-to-run spread).</p>")
     parts.append(_table(rows))
     if meta.get("spec"):
         parts.append("<h2>Sweep</h2><pre>" + html.escape(json.dumps(meta.get("spec"), indent=1)) + "</pre>")
