@@ -18,8 +18,11 @@ SEED_MAX = 2**32 - 1  # numpy, TensorFlow and Keras all accept seeds in 0..2**32
 MAX_SAMPLE_BYTES_ENV = "EDGECV_MAX_SAMPLE_BYTES"
 
 
-def _received(name: str, value: Any, keyword: bool) -> str:
-    return f"Received: {name}={value!r}" if keyword else f"Received: {value!r}"
+def _received(name: str, value: Any, keyword: bool | str) -> str:
+    """``keyword``: echo as ``name=value`` (True) or ``keyword=value`` (a str), keras-style."""
+    if keyword:
+        return f"Received: {keyword if isinstance(keyword, str) else name}={value!r}"
+    return f"Received: {value!r}"
 
 
 def is_int(value: Any) -> bool:
@@ -30,7 +33,7 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def int_at_least(name: str, value: Any, minimum: int, *, maximum: int | None = None, keyword: bool = False) -> int:
+def int_at_least(name: str, value: Any, minimum: int, *, maximum: int | None = None, keyword: bool | str = False) -> int:
     """An integer >= ``minimum`` (and <= ``maximum``). ``keyword``: echo as ``name=value`` (API arguments)."""
     if not is_int(value) or value < minimum or (maximum is not None and value > maximum):
         want = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
@@ -43,7 +46,7 @@ def seed(name: str, value: Any) -> int:
     return int_at_least(name, value, 0, maximum=SEED_MAX)
 
 
-def positive_float(name: str, value: Any, *, keyword: bool = False, unit: str = "") -> float:
+def positive_float(name: str, value: Any, *, keyword: bool | str = False, unit: str = "") -> float:
     """A finite number > 0 (``unit``: "milliseconds" gives "a number of milliseconds > 0")."""
     if not is_number(value) or value <= 0:
         raise EdgecvError(f"{name}: expected a number{' of ' + unit if unit else ''} > 0. "
@@ -51,7 +54,7 @@ def positive_float(name: str, value: Any, *, keyword: bool = False, unit: str = 
     return float(value)
 
 
-def non_negative_float(name: str, value: Any, *, keyword: bool = False) -> float:
+def non_negative_float(name: str, value: Any, *, keyword: bool | str = False) -> float:
     if not is_number(value) or value < 0:
         raise EdgecvError(f"{name}: expected a number >= 0. {_received(name, value, keyword)}")
     return float(value)
