@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from edgecv.formats import PREDICTED
+
 from edgecv.cli.options import output_options, positive_int, print_json, stderr_console, stdout_console, threads_option
 
 
@@ -14,7 +16,7 @@ from edgecv.cli.options import output_options, positive_int, print_json, stderr_
 @click.option("--budget-ms", type=float, required=True, help="Latency budget per inference, in ms.")
 @click.option("--max-memory-mb", type=float, help="Peak memory limit (MB = 10^6 bytes).")
 @click.option("--min-top1", type=float, help="Minimum published ImageNet top-1, as a fraction (0.70 = 70%).")
-@click.option("--precision", type=click.Choice(["int8", "float16", "float32"]),
+@click.option("--precision", type=click.Choice(PREDICTED),
               help="Only this precision [default: all three].")
 @click.option("--from-sweep", type=click.Path(), metavar="DIR",
               help="Candidates from a finished sweep's folder instead of the registry.")

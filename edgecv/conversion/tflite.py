@@ -29,8 +29,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-IO_TYPES = ("int8", "uint8", "int16", "float32")
-CALIBRATED = ("int8", "int16x8")  # the precisions that need calibration data (full integer)
+from edgecv.formats import CALIBRATED, IO_TYPES  # noqa: E402,F401 - CALIBRATED: the precisions that need calibration data
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from edgecv import formats as _formats
 from edgecv.errors import EdgecvError, suggest
 
 MAX_POINTS_WITHOUT_YES = 500
-PRECISIONS = ("float32", "float16", "int8", "dynamic")
-FORMATS = ("tflite", "onnx")
-# formats x precisions the converter supports (edgecv.conversion.api.FORMATS, kept import-free here)
-SUPPORTED = {"tflite": ("float32", "float16", "int8", "dynamic"), "onnx": ("float32", "int8")}
+PRECISIONS = _formats.PRECISIONS
+FORMATS = tuple(_formats.FORMATS)
+SUPPORTED = {f.name: f.precisions for f in _formats.FORMATS.values()}  # formats x precisions the converter supports
 SCHEMA = "edgecv.sweep.point/v1"
 
 
@@ -220,9 +220,9 @@ def calib_identity(calib: str | None) -> str:
 def point_key(point: Point, spec: SweepSpec, versions: dict[str, str]) -> str:
     """Hash of the point's configuration, the options that change its result, and the tool versions."""
     opts = spec.conversion_options()
-    if point.precision == "int8":
+    if point.precision in _formats.CALIBRATED:
         opts["calib"] = calib_identity(spec.calib)
-    else:  # only int8 is calibrated: float points do not depend on --calib/--samples
+    else:  # only full-integer precisions are calibrated: the others do not depend on --calib/--samples
         opts["calib"] = opts["samples"] = None
     if spec.measure_host:
         if opts["host_threads"] is None:

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgecv.errors import EdgecvError
+from edgecv.formats import PREDICTED
 
 MIB = 2**20
-PRECISIONS = ("int8", "float16", "float32")
+PRECISIONS = PREDICTED  # the precisions the device predictor models
 
 
 @dataclass(frozen=True)

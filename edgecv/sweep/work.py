@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.builders.batchnorm import recalibrate_batchnorm
+from edgecv.formats import CALIBRATED
 
 BN_PHOTOS = 16
 
@@ -60,7 +61,7 @@ def convert_stage(keras_path: str, precision: str, fmt: str, artifact: str, cali
     init_worker()
     from edgecv.conversion.api import quantize
 
-    res = quantize(keras_path, precision, format=fmt, calib=calib if precision == "int8" else None,
+    res = quantize(keras_path, precision, format=fmt, calib=calib if precision in CALIBRATED else None,
                    samples=samples, output=artifact, verify=True, verify_samples=verify_samples,
                    isolate_load=False)
     d = res.to_dict()
