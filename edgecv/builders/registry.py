@@ -10,12 +10,12 @@ Each family's grammar is data: the templates of ``[family.names]`` in its ``mode
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from edgecv.builders.arch import Family, families
 from edgecv.errors import EdgecvError, suggest
+from edgecv.validate import positive_float
 
 MAX_RESOLUTION = 2048
 POOLINGS = (None, "avg", "max")
@@ -62,8 +62,9 @@ class ModelConfig:
 
     def validate(self) -> "ModelConfig":
         fam = self.spec
-        _positive_float("alpha" if not fam.has_named_variants else "width", self.width)
-        _positive_float("depth", self.depth)
+        knob = "alpha" if not fam.has_named_variants else "width"
+        positive_float(f"--{knob}", self.width, keyword=knob)
+        positive_float("--depth", self.depth, keyword="depth")
         res = self.resolution
         if not isinstance(res, int) or isinstance(res, bool) or res < 32 or res > MAX_RESOLUTION or (
             res % fam.resolution_multiple
@@ -98,11 +99,6 @@ class ModelConfig:
         if self.pooling not in POOLINGS:
             raise EdgecvError(f"--pooling: expected avg, max or none. Received: {self.pooling!r}")
         return self
-
-
-def _positive_float(opt: str, v: Any) -> None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        raise EdgecvError(f"--{opt}: expected a number > 0. Received: {opt}={v!r}")
 
 
 def _family(fid: str) -> Family:

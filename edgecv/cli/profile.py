@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import sys
 
 import click
@@ -12,6 +11,7 @@ import click
 from edgecv.cli.options import (int_at_least, output_options, positive_int, print_json, stderr_console, stdout_console,
                                 threads_option)
 from edgecv.errors import EdgecvError
+from edgecv.validate import click_callback, non_negative_float, positive_float
 
 SUMMARY_FIELDS = (
     "model", "format", "precision", "mode", "device", "runtime", "threads", "latency_p50_ms", "latency_mean_ms",
@@ -21,24 +21,6 @@ SUMMARY_FIELDS = (
 )
 OP_FIELDS = ("index", "type", "op_class", "dtype", "output_shape", "macs", "params", "weight_bytes",
              "activation_bytes", "input_bytes", "name")
-
-
-def _non_negative_float(opt: str):
-    def check(ctx, param, value):
-        if value is not None and (not math.isfinite(value) or value < 0):
-            raise click.BadParameter(f"expected a number >= 0. Received: {value!r}", param_hint=opt)
-        return value
-
-    return check
-
-
-def _positive_float(opt: str):
-    def check(ctx, param, value):
-        if value is not None and (not math.isfinite(value) or value <= 0):
-            raise click.BadParameter(f"expected a number > 0. Received: {value!r}", param_hint=opt)
-        return value
-
-    return check
 
 
 def _lazy(module: str, attr: str, option: str):
@@ -65,14 +47,14 @@ def _lazy(module: str, attr: str, option: str):
 @click.option("--runs", type=int, default=50, show_default=True, callback=positive_int("--runs"),
               help="Minimum number of timed runs.")
 @click.option("--min-time-s", type=float, default=1.0, show_default=True,
-              callback=_non_negative_float("--min-time-s"), help="Keep running until this much time has passed.")
+              callback=click_callback(non_negative_float, "--min-time-s"), help="Keep running until this much time has passed.")
 @click.option("--cpus", help="Pin the measurement to these CPUs, e.g. 0-3 or 2,3.")
 @click.option("--static", "static_only", is_flag=True, help="Static counts only: no measurement.")
 @click.option("--ops", "show_ops", is_flag=True, help="Print the per-op table (with --csv: one row per op).")
-@click.option("--timeout-s", type=float, default=600.0, show_default=True, callback=_positive_float("--timeout-s"),
+@click.option("--timeout-s", type=float, default=600.0, show_default=True, callback=click_callback(positive_float, "--timeout-s"),
               help="Kill the measurement after this long (a hung runtime).")
 @click.option("--device", help="Predict for a device profile (e.g. rpi4) instead of measuring on the host.")
-@click.option("--budget-ms", type=float, callback=_positive_float("--budget-ms"),
+@click.option("--budget-ms", type=float, callback=click_callback(positive_float, "--budget-ms"),
               help="Latency budget: the prediction says whether the model meets it.")
 @click.option("--target", help="Measure on a target instead of the host, e.g. ssh://pi@raspberrypi.local.")
 @click.option("--compare-device", help="With --target: compare the measurement with this device's prediction.")

@@ -19,6 +19,7 @@ from edgecv.errors import EdgecvError
 from edgecv.profiling._child import check_model_path, run_child
 from edgecv.profiling.static import StaticAnalysis, analyze
 from edgecv.records import LatencyStats, ProfileResult
+from edgecv.validate import int_at_least, non_negative_float
 
 RUNTIMES = ("litert", "onnxruntime")
 RUNNER = Path(__file__).with_name("runner.py")
@@ -74,12 +75,6 @@ def static_profile(path: str | os.PathLike, timeout_s: float = 300.0) -> Profile
     return res
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise EdgecvError(f"{name}: expected an integer >= {minimum}. Received: {name}={value!r}")
-    return value
-
-
 def _check_runtime(runtime: str | None, fmt: str) -> str:
     wanted = "litert" if fmt == "tflite" else "onnxruntime"
     if runtime is None:
@@ -120,11 +115,10 @@ def profile(path: str | os.PathLike, runtime: str | None = None, threads: int | 
     default XNNPACK delegate, ONNX Runtime with ``threads`` intra-op threads. Returns a ``ProfileResult``
     with ``mode="measured"`` and ``device="host"`` (``mode="static"`` when ``measure`` is False).
     """
-    threads = default_threads() if threads is None else _check_int("threads", threads, 1)
-    _check_int("warmup_runs", warmup_runs, 0)
-    _check_int("runs", runs, 1)
-    if not isinstance(min_time_s, (int, float)) or not min_time_s >= 0 or min_time_s == float("inf"):
-        raise EdgecvError(f"min_time_s: expected a number >= 0. Received: min_time_s={min_time_s!r}")
+    threads = default_threads() if threads is None else int_at_least("threads", threads, 1, keyword=True)
+    int_at_least("warmup_runs", warmup_runs, 0, keyword=True)
+    int_at_least("runs", runs, 1, keyword=True)
+    non_negative_float("min_time_s", min_time_s, keyword=True)
     if runtime is not None and runtime not in RUNTIMES:
         _check_runtime(runtime, "tflite")
     with deployable(path) as (run_path, converted_from):

@@ -10,12 +10,12 @@ result names the binding constraint: the one that, if relaxed, would let some va
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgecv.errors import EdgecvError
 from edgecv.formats import PREDICTED
+from edgecv.validate import positive_float
 
 MIB = 2**20
 PRECISIONS = PREDICTED  # the precisions the device predictor models
@@ -52,13 +52,9 @@ class Recommendation:
 
 
 def _check(budget_ms, max_memory_mb, min_top1) -> None:
-    def finite_pos(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-
-    if not finite_pos(budget_ms):
-        raise EdgecvError(f"--budget-ms: expected a number of milliseconds > 0. Received: {budget_ms!r}")
-    if max_memory_mb is not None and not finite_pos(max_memory_mb):
-        raise EdgecvError(f"--max-memory-mb: expected a number of MB > 0. Received: {max_memory_mb!r}")
+    positive_float("--budget-ms", budget_ms, unit="milliseconds")
+    if max_memory_mb is not None:
+        positive_float("--max-memory-mb", max_memory_mb, unit="MB")
     if min_top1 is not None and (isinstance(min_top1, bool) or not isinstance(min_top1, (int, float))
                                  or not 0.0 <= min_top1 <= 1.0):
         raise EdgecvError(f"--min-top1: expected a fraction from 0 to 1 (0.70 = 70%). Received: {min_top1!r}")

@@ -11,13 +11,13 @@ temporary folder on the target has been removed.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 from edgecv.errors import EdgecvError
 from edgecv.records import LatencyStats, ProfileResult
+from edgecv.validate import int_at_least, non_negative_float
 
 __all__ = ["profile_target", "parse_target"]
 
@@ -41,12 +41,6 @@ def parse_target(target: str):
     if "@" in target and "://" not in target:
         hint = f" Did you mean: ssh://{target}?"
     raise EdgecvError(f"--target: expected {TARGET_HELP}. Received: {target!r}.{hint}")
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise EdgecvError(f"{name}: expected an integer >= {minimum}. Received: {name}={value!r}")
-    return value
 
 
 def _model_format(path: str) -> str:
@@ -107,11 +101,10 @@ def profile_target(path: str | os.PathLike, target: str, threads: int | None = N
     fmt = _model_format(path)
     tgt = parse_target(target)
     if threads is not None:
-        _check_int("threads", threads, 1)
-    _check_int("warmup_runs", warmup_runs, 0)
-    _check_int("runs", runs, 1)
-    if isinstance(min_time_s, bool) or not isinstance(min_time_s, (int, float)) or not (0 <= min_time_s < math.inf):
-        raise EdgecvError(f"min_time_s: expected a number >= 0. Received: min_time_s={min_time_s!r}")
+        int_at_least("threads", threads, 1, keyword=True)
+    int_at_least("warmup_runs", warmup_runs, 0, keyword=True)
+    int_at_least("runs", runs, 1, keyword=True)
+    non_negative_float("min_time_s", min_time_s, keyword=True)
     if runtime is not None and runtime not in ("litert", "onnxruntime"):
         raise EdgecvError(f"runtime: expected litert or onnxruntime. Received: runtime={runtime!r}")
     if save_anchor is not None:
