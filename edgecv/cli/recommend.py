@@ -44,12 +44,14 @@ def recommend(device, budget_ms, max_memory_mb, min_top1, precision, from_sweep,
         sys.exit(1)
     from rich.table import Column, Table
 
+    measured = getattr(rec, "ranked_by", "published") == "measured"
     t = Table(Column("model", no_wrap=True), "precision", "latency (ms)", "band (ms)", "peak memory (MB)", "MACs (M)",
-              "published top-1 (%)*", title=f"{len(rec.fits)} of {rec.considered} variants fit {rec.device} "
+              *(["measured top-1 (%)"] if measured else []), "published top-1 (%)*", title=f"{len(rec.fits)} of {rec.considered} variants fit {rec.device} "
                                             f"within {rec.budget_ms:g} ms")
     for c in rec.fits[:top]:
         t.add_row(c.model, c.precision, f"{c.latency_ms:.1f}", f"{c.band_low_ms:.1f}-{c.band_high_ms:.1f}",
                   f"{c.peak_memory_bytes / 1e6:.1f}", f"{c.macs / 1e6:.0f}",
+                  *(["-" if c.measured_top1 is None else f"{c.measured_top1:.2f}"] if measured else []),
                   "-" if c.published_top1 is None else f"{c.published_top1:.1f}")
     stdout_console().print(t)
     if not quiet:

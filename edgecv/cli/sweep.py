@@ -34,9 +34,14 @@ from edgecv.cli.options import (calibration_options, output_dir_option, output_o
 @click.option("--force", is_flag=True, help="Recompute every point, even those already cached.")
 @click.option("--yes", "-y", is_flag=True, help="Run a grid of more than 500 points.")
 @click.option("--no-report", is_flag=True, help="Do not write report.html.")
+@click.option("--eval-data", metavar="DIR|FILE.npz",
+              help="Labelled images (one sub-folder per class, or .npz with x and y): add each artifact's top-1 "
+                   "measured on them (the models' outputs must match the classes).")
+@click.option("--labels", "eval_labels", metavar="FILE",
+              help="With --eval-data: class names one a line, in the models' output order.")
 @output_options
 def sweep(family, alpha, variant, resolution, precision, fmt, device, calib, samples, verify_samples, measure_host,
-          threads, jobs, executor, address, output_dir, force, yes, no_report, as_json, quiet):
+          threads, jobs, executor, address, output_dir, force, yes, no_report, eval_data, eval_labels, as_json, quiet):
     """Build, convert, verify and profile a grid of models; write results.csv, results.json and report.html.
 
     Each point (model x precision x format) is cached by a hash of its configuration and the tool versions:
@@ -61,6 +66,8 @@ def sweep(family, alpha, variant, resolution, precision, fmt, device, calib, sam
 
         precheck(calib)
     check_output_dir(output_dir, option="-o")
+    if eval_labels is not None and eval_data is None:
+        raise click.UsageError("--labels applies with --eval-data only")
     progress = None
     con = stderr_console()
     if not quiet and not as_json:
@@ -73,7 +80,7 @@ def sweep(family, alpha, variant, resolution, precision, fmt, device, calib, sam
                   + (", measured on this host" if measure_host else "") + f" -> {output_dir}", highlight=False)
     try:
         res = run_sweep(spec, output_dir, executor=executor, jobs=jobs, address=address, force=force,
-                        progress=progress, report=not no_report)
+                        progress=progress, report=not no_report, eval_data=eval_data, eval_labels=eval_labels)
     except SweepFailed as exc:
         res = getattr(exc, "result", None)
         if res is not None and not as_json and not quiet:

@@ -24,14 +24,20 @@ class ClassLoss:
 
 
 def topk_correct(probs: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
-    """Boolean per sample. k = 1: the argmax (first index on a tie) is the label. k > 1: fewer than ``k`` classes
-    score strictly higher than the label (int8 outputs take few distinct values, so ties at the k-th place are
-    common: they count for the label rather than being broken by class index)."""
+    """Per sample, whether the label is among the ``k`` best outputs.
+
+    k = 1: the argmax (first index on a tie) is the label (bool). k > 1: the chance that it is when ties are
+    broken at random (float 0..1): int8 outputs take few distinct values, and a flat output would otherwise count
+    as top-5 correct for every label (ties won) or for none (ties lost). With ``g`` classes scoring strictly
+    higher and ``e`` others scoring the same, the tied group holds ranks g..g+e, of which ``k - g`` are in the
+    top k."""
     probs = np.asarray(probs)
     if k == 1:
         return np.argmax(probs, axis=1) == y
-    label_score = probs[np.arange(len(y)), y]
-    return (probs > label_score[:, None]).sum(axis=1) < k
+    label_score = probs[np.arange(len(y)), y][:, None]
+    higher = (probs > label_score).sum(axis=1)
+    tied = (probs == label_score).sum(axis=1)  # includes the label itself
+    return np.clip((k - higher) / tied, 0.0, 1.0)
 
 
 def paired_drop(ref_correct: np.ndarray, correct: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,

@@ -26,7 +26,6 @@ from typing import Any
 
 from edgecv.errors import EdgecvError
 from edgecv.fileio import ensure_output_dir, write_json_atomic, write_text_atomic
-from edgecv.formats import CALIBRATED
 from edgecv.sweep.grid import SCHEMA, Point, SweepSpec, point_key
 
 RESULTS_SCHEMA = "edgecv.sweep.results/v1"
@@ -184,7 +183,7 @@ def _clean_partials(*dirs: Path) -> None:
 def prepare_calibration(spec: SweepSpec, root: Path) -> str | None:
     """The ``calib`` value for int8 points: the user's, or sample photos shipped with scikit-image written
     once as PNG files to ``DIR/calib_photos`` (the converter reads a folder of images)."""
-    if spec.calib is not None or not set(CALIBRATED) & set(spec.precisions):
+    if spec.calib is not None or "int8" not in spec.precisions:
         return spec.calib
     folder = root / "calib_photos"
     want = spec.samples + spec.verify_samples
@@ -216,14 +215,20 @@ def _check_spec(spec: SweepSpec) -> None:
 
 def run_sweep(spec: SweepSpec, output_dir: str | os.PathLike = "edgecv_sweep", *, executor: str = "local",
               jobs: int = 1, address: str | None = None, force: bool = False, progress: Progress | None = None,
-              report: bool = True) -> SweepResult:
+              report: bool = True, eval_data: str | os.PathLike | None = None,
+              eval_labels: str | os.PathLike | None = None) -> SweepResult:
     """Run (or resume) the sweep ``spec`` into ``output_dir``; returns the results and their files.
 
-    Raises :class:`SweepFailed` (after writing the results) if some points failed.
+    Raises :class:`SweepFailed` (after writing the results) if some points failed. ``eval_data`` (a folder of
+    class sub-folders or a .npz, see :mod:`edgecv.evaluation`) adds each artifact's measured top-1 on it.
     """
     t0 = time.perf_counter()
     progress = progress or Progress()
     _check_spec(spec)
+    if eval_data is not None:
+        from edgecv.evaluation.data import open_source
+
+        open_source(eval_data, eval_labels)  # a bad folder fails before any work
     root = ensure_output_dir(output_dir, option="-o")
     paths = _Paths(Path(root))
     for d in (paths.points, paths.stages, paths.models, paths.artifacts):
@@ -272,12 +277,23 @@ def run_sweep(spec: SweepSpec, output_dir: str | os.PathLike = "edgecv_sweep", *
                                      progress, done, versions)
         errors += errs
 
+    measured: dict[str, dict] = {}
+    if eval_data is not None:
+        from edgecv.evaluation.sweep import measure
+
+        arts = {paths.point_file(p, keys[p]).name: done[p]["conversion"]["path"] for p in spec.points
+                if p in done and done[p].get("status") == "ok"}
+        progress.message(f"measuring top-1 of {len(arts)} artifact(s) on {eval_data}")
+        measured = measure(arts, eval_data, paths.stages, labels=eval_labels)
+
     # --- predictions and results ----------------------------------------------------------------
     rows = []
     for p in spec.points:
         rec = done.get(p)
         if rec is None:
             continue
+        if measured:
+            rec = {**rec, "evaluation": measured.get(paths.point_file(p, keys[p]).name)}
         rows += point_rows(rec, spec.devices, spec.threads, on_predicted=lambda: progress.advance("predict"))
     progress.close()
     res_json = Path(root) / "results.json"
@@ -292,6 +308,8 @@ def run_sweep(spec: SweepSpec, output_dir: str | os.PathLike = "edgecv_sweep", *
                     "(models/paper_figures.csv), not measured on these untrained models",
             "point_files": [paths.point_file(p, keys[p]).name for p in spec.points if p in done],
             "rows": rows}
+    if measured:
+        meta["measured"] = measured  # point file name -> measured top-1 (percent) on eval_data
     write_json_atomic(res_json, meta)
     write_text_atomic(res_csv, rows_to_csv(rows))
     for f in (res_json, res_csv):
@@ -511,7 +529,10 @@ def point_rows(rec: dict, devices: tuple[str, ...] | list[str], threads: int | N
             "artifact": conv.get("path", ""), "sqnr_db": ver.get("sqnr_db"),
             "top1_agreement": ver.get("top1_agreement"), "max_abs_error": ver.get("max_abs_error"),
             "convert_seconds": conv.get("convert_seconds"), "params_deployed_keras": build.get("params_deployed"),
-            "published_top1": pub.top1 if pub else None, "published_source": pub.source if pub else ""}
+            "published_top1": pub.top1 if pub else None, "published_source": pub.source if pub else "",
+            "measured_top1": (rec.get("evaluation") or {}).get("top1"),
+            "measured_samples": (rec.get("evaluation") or {}).get("samples"),
+            "measured_data": (rec.get("evaluation") or {}).get("data", "")}
     if rec.get("status") != "ok":
         return [{**base, "format": pt["format"], "precision": pt["precision"], "device": "", "mode": "error"}]
     static = rec["static"]

@@ -2,14 +2,17 @@
 
 Candidates are the registered variants (their deployed ops are cached, so no TensorFlow is needed) or the
 points of a finished sweep; each is predicted on the device with ``edgecv.devices.predict.predict_profile``.
-Accuracy is the ImageNet top-1 *published* for the reference architecture (``models/paper_figures.csv``).
-The ones that meet every constraint come first, best published accuracy first; when none does, the
+Accuracy is the ImageNet top-1 *published* for the reference architecture (``models/paper_figures.csv``), or,
+for a sweep run with ``--eval-data``, the top-1 *measured* on that data (then candidates are ranked by it).
+The ones that meet every constraint come first, best accuracy first; when none does, the
 result names the binding constraint: the one that, if relaxed, would let some variant through.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +37,7 @@ class Candidate:
     published_top1: float | None  # percent, published for the reference architecture
     published_source: str = ""
     source: str = "registry"  # registry | sweep point file
+    measured_top1: float | None = None  # percent, measured on the sweep's --eval-data (sweeps only)
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Recommendation:
     binding: tuple[str, ...] = ()  # constraint(s) that leave nothing when none fits
     explanation: str = ""
     warnings: tuple[str, ...] = field(default=())
+    ranked_by: str = "published"  # published | measured (a sweep with --eval-data)
 
 
 def _check(budget_ms, max_memory_mb, min_top1) -> None:
@@ -90,6 +95,7 @@ def sweep_candidates(folder: str, device: str, precisions: tuple[str, ...], thre
     from edgecv.sweep.api import _profile_from_dict, load_results
 
     results = load_results(folder)  # a clear error when the folder is not a sweep
+    measured = results.get("measured") if isinstance(results.get("measured"), dict) else {}
     out = []
     for f in [Path(folder) / "points" / n for n in results.get("point_files", [])]:
         try:
@@ -101,7 +107,12 @@ def sweep_candidates(folder: str, device: str, precisions: tuple[str, ...], thre
             continue
         pred = predict_profile(_profile_from_dict(rec["static"]), device, threads=threads)
         pub = lookup(pt["family"], pt["width"], pt["resolution"], pt.get("variant"))
-        out.append(_candidate(pt["model"], pt["precision"], pred.to_dict(with_ops=False), pub, str(f)))
+        cand = _candidate(pt["model"], pt["precision"], pred.to_dict(with_ops=False), pub, str(f))
+        m = measured.get(f.name)
+        top1 = m.get("top1") if isinstance(m, dict) else None
+        if isinstance(top1, (int, float)) and not isinstance(top1, bool) and math.isfinite(top1):
+            cand = dataclasses.replace(cand, measured_top1=float(top1))
+        out.append(cand)
     if not out:
         raise EdgecvError(f"--from-sweep: no finished TFLite points with precision {', '.join(precisions)} "
                           f"in {folder!r}")
@@ -129,12 +140,16 @@ def recommend(device: str, budget_ms: float, *, max_memory_mb: float | None = No
     cands = (sweep_candidates(from_sweep, device, precisions, threads) if from_sweep
              else registry_candidates(device, precisions, threads))
 
+    ranked_by = "measured" if any(c.measured_top1 is not None for c in cands) else "published"
+
+    def acc(c) -> float | None:
+        return c.measured_top1 if ranked_by == "measured" else c.published_top1
+
     mem_limit = None if max_memory_mb is None else max_memory_mb * 1e6
     checks = {
         "--budget-ms": lambda c: c.latency_ms <= budget_ms,
         "--max-memory-mb": lambda c: mem_limit is None or c.peak_memory_bytes <= mem_limit,
-        "--min-top1": lambda c: min_top1 is None or (c.published_top1 is not None
-                                                     and c.published_top1 / 100.0 >= min_top1),
+        "--min-top1": lambda c: min_top1 is None or (acc(c) is not None and acc(c) / 100.0 >= min_top1),
         "RAM": lambda c: c.fits_ram,
     }
 
@@ -142,7 +157,7 @@ def recommend(device: str, budget_ms: float, *, max_memory_mb: float | None = No
         return all(fn(c) for name, fn in checks.items() if name != skip)
 
     fits = sorted((c for c in cands if ok(c)),
-                  key=lambda c: (-(c.published_top1 if c.published_top1 is not None else -1.0), c.latency_ms))
+                  key=lambda c: (-(acc(c) if acc(c) is not None else -1.0), c.latency_ms))
     binding: list[str] = []
     explanation = ""
     if not fits:
@@ -153,7 +168,8 @@ def recommend(device: str, budget_ms: float, *, max_memory_mb: float | None = No
         explanation = _explain(binding, cands, checks, ok, budget_ms, max_memory_mb, min_top1, dev.id)
     return Recommendation(device=dev.id, budget_ms=float(budget_ms), max_memory_mb=max_memory_mb, min_top1=min_top1,
                           precisions=precisions, source=from_sweep or "registry", fits=tuple(fits),
-                          considered=len(cands), binding=tuple(binding), explanation=explanation)
+                          considered=len(cands), binding=tuple(binding), explanation=explanation,
+                          ranked_by=ranked_by)
 
 
 def _explain(binding, cands, checks, ok, budget_ms, max_memory_mb, min_top1, device) -> str:
