@@ -155,8 +155,11 @@ def check_keras_file(path: Path, option: str = "MODEL") -> None:
             bad = zf.testzip()
             if bad is not None:
                 raise EdgecvError(f"{option}: corrupt .keras file ({bad!r} fails its checksum): {str(path)!r}")
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise EdgecvError(f"{option}: cannot read {str(path)!r}: {exc}") from None
+    except EdgecvError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zipfile raises BadZipFile, OSError, EOFError, zlib.error,
+        # NotImplementedError (compression method), RuntimeError (encrypted member) ... on a damaged archive
+        raise EdgecvError(f"{option}: cannot read {str(path)!r}: {' '.join(str(exc).split())[:300]}") from None
 
 
 _PROBE = r"""

@@ -416,7 +416,7 @@ def _npy_header(fp, what: str) -> tuple[tuple[int, ...], bool, np.dtype]:
         if version == (2, 0):
             return npf.read_array_header_2_0(fp)
         return npf._read_array_header(fp, version)  # noqa: SLF001 - version 3.0 (utf-8 field names)
-    except (ValueError, EOFError, OSError, SyntaxError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - numpy's header parser raises ValueError, SyntaxError, TokenError ...
         raise EdgecvError(f"--calib: cannot read {what} as a NumPy array: {' '.join(str(exc).split())[:200]}") \
             from None
 
@@ -495,7 +495,7 @@ def _load_array(path: Path, shape: tuple[int, int, int], want: int, seed: int) -
                     full = npf.read_array(fp, allow_pickle=False)
         except EdgecvError:
             raise
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+        except Exception as exc:  # noqa: BLE001 - zipfile/zlib on a damaged member: BadZipFile, zlib.error, ...
             raise EdgecvError(f"--calib: cannot read {shown} as a NumPy array: "
                               f"{' '.join(str(exc).split())[:200]}") from None
         found = len(full)
