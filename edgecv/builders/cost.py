@@ -52,40 +52,65 @@ def _producer(tensor):
     return hist.operation if hist is not None else None
 
 
-def model_cost(model) -> ModelCost:
-    """Walk ``model``'s layers and count MACs, parameters and activation sizes."""
+@dataclass(frozen=True)
+class KernelCount:
+    """What one Conv2D / DepthwiseConv2D / Dense layer costs once deployed."""
+
+    kind: str  # "depthwise", "conv" (k x k, k > 1), "pointwise" (1x1) or "fc"
+    macs: int
+    weight_elems: int
+    bias_elems: int  # cout when the layer has a bias or a BatchNorm folds into it, else 0
+
+
+def folded_producers(model) -> set[str]:
+    """Names of the Conv2D / DepthwiseConv2D / Dense layers that a following BatchNormalization folds into
+    (each gains a bias of ``cout``)."""
     from keras import layers as L
 
-    folded_into: set[str] = set()  # convs that gain a bias from a following BatchNorm
+    out = set()
     for layer in model.layers:
         if isinstance(layer, L.BatchNormalization):
             prod = _producer(layer.input)
             if isinstance(prod, (L.Conv2D, L.DepthwiseConv2D, L.Dense)):
-                folded_into.add(prod.name)
+                out.add(prod.name)
+    return out
 
+
+def count_kernel_layer(layer, folded: set[str]) -> KernelCount | None:
+    """MACs and deployed weights of a Conv2D / DepthwiseConv2D / Dense layer (None for any other layer):
+    MACs = kernel elements x output positions, the papers' count; ``folded``: :func:`folded_producers`."""
+    from keras import layers as L
+
+    if not isinstance(layer, (L.Conv2D, L.DepthwiseConv2D, L.Dense)):
+        return None
+    kshape = tuple(int(d) for d in layer.kernel.shape)  # conv (kh, kw, cin/groups, cout); dw (kh, kw, cin, mult)
+    out = tuple(int(d) for d in layer.output.shape[1:])
+    hw = math.prod(out[:-1]) if len(out) > 1 else 1
+    if isinstance(layer, L.DepthwiseConv2D):
+        kind, cout = "depthwise", kshape[-2] * kshape[-1]
+    elif isinstance(layer, L.Dense):
+        kind, cout = "fc", kshape[-1]
+    else:
+        kind, cout = ("pointwise" if kshape[:2] == (1, 1) else "conv"), kshape[-1]
+    has_bias = bool(getattr(layer, "use_bias", False)) or layer.name in folded
+    return KernelCount(kind=kind, macs=math.prod(kshape) * hw, weight_elems=math.prod(kshape),
+                       bias_elems=cout if has_bias else 0)
+
+
+def model_cost(model) -> ModelCost:
+    """Walk ``model``'s layers and count MACs, parameters and activation sizes."""
+    from keras import layers as L
+
+    folded_into = folded_producers(model)
     rows = []
     for layer in model.layers:
         if isinstance(layer, L.InputLayer):
             continue
         out = _shape(layer.output)
-        hw = math.prod(out[:-1]) if len(out) > 1 else 1
-        macs = 0
-        deployed = 0
-        if isinstance(layer, L.DepthwiseConv2D):
-            k = layer.kernel.shape  # (kh, kw, cin, mult)
-            macs = math.prod(k) * hw
-        elif isinstance(layer, L.Conv2D):
-            k = layer.kernel.shape  # (kh, kw, cin/groups, cout)
-            macs = math.prod(k) * hw
-        elif isinstance(layer, L.Dense):
-            macs = math.prod(layer.kernel.shape) * hw
-        if isinstance(layer, (L.Conv2D, L.DepthwiseConv2D, L.Dense)):
-            cout = int(layer.kernel.shape[-1]) if not isinstance(layer, L.DepthwiseConv2D) else (
-                int(layer.kernel.shape[-2] * layer.kernel.shape[-1]))
-            has_bias = bool(getattr(layer, "use_bias", False)) or layer.name in folded_into
-            deployed = math.prod(layer.kernel.shape) + (cout if has_bias else 0)
-        rows.append(LayerCost(name=layer.name, type=type(layer).__name__, output_shape=out, macs=int(macs),
-                              params=int(layer.count_params()), params_deployed=int(deployed),
+        k = count_kernel_layer(layer, folded_into)
+        rows.append(LayerCost(name=layer.name, type=type(layer).__name__, output_shape=out,
+                              macs=k.macs if k else 0, params=int(layer.count_params()),
+                              params_deployed=k.weight_elems + k.bias_elems if k else 0,
                               activation_elems=int(math.prod(out))))
     return ModelCost(
         name=model.name,

@@ -69,12 +69,9 @@ def keras_op_rows(model) -> tuple[list[dict], int]:
     """
     from keras import layers as L
 
-    folded: set[str] = set()
-    for layer in model.layers:
-        if isinstance(layer, L.BatchNormalization):
-            prod = layer.input._keras_history.operation
-            if isinstance(prod, (L.Conv2D, L.DepthwiseConv2D, L.Dense)):
-                folded.add(prod.name)
+    from edgecv.builders.cost import count_kernel_layer, folded_producers
+
+    folded = folded_producers(model)
 
     alias: dict[tuple, tuple] = {}  # fused layer output -> the buffer it really is
     sizes: dict[tuple, int] = {}  # buffer -> elements
@@ -107,7 +104,6 @@ def keras_op_rows(model) -> tuple[list[dict], int]:
         ins = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
         out_t = layer.output
         out_shape = tuple(int(d) for d in out_t.shape[1:])
-        hw = math.prod(out_shape[:-1]) if len(out_shape) > 1 else 1
         okey = _key(out_t)
         name = layer.name
         if isinstance(layer, (L.BatchNormalization, L.Dropout, L.ZeroPadding2D)) or (
@@ -116,21 +112,12 @@ def keras_op_rows(model) -> tuple[list[dict], int]:
         ):
             alias[okey] = buf(ins[0])  # folded (BN), identity (Dropout), fused (ReLU, padding into conv)
             continue
-        if isinstance(layer, (L.Conv2D, L.DepthwiseConv2D, L.Dense)):
-            kshape = tuple(int(d) for d in layer.kernel.shape)
-            macs = math.prod(kshape) * hw
-            if isinstance(layer, L.DepthwiseConv2D):
-                cls, type_, cout = "depthwise", "DEPTHWISE_CONV_2D", kshape[-2] * kshape[-1]
-            elif isinstance(layer, L.Dense):
-                cls, type_, cout = "fc", "FULLY_CONNECTED", kshape[-1]
-            else:
-                k = kshape[:2]
-                cls = "pointwise" if k == (1, 1) else "conv"
-                type_, cout = "CONV_2D", kshape[-1]
-            has_bias = bool(getattr(layer, "use_bias", False)) or layer.name in folded
+        k = count_kernel_layer(layer, folded)  # the builder's counter (edgecv.builders.cost)
+        if k is not None:
+            type_ = {"depthwise": "DEPTHWISE_CONV_2D", "fc": "FULLY_CONNECTED"}.get(k.kind, "CONV_2D")
             act = _act_name(layer)
             extra = UNFUSED_ACTIVATIONS.get(act, ()) if act not in FUSED_ACTIVATIONS else ()
-            o = emit(type_, cls, name, out_shape, ins, macs=macs, w=math.prod(kshape), b=cout if has_bias else 0,
+            o = emit(type_, k.kind, name, out_shape, ins, macs=k.macs, w=k.weight_elems, b=k.bias_elems,
                      out_key=None if extra else okey)
             if extra:
                 _emit_activation(emit, extra, name, out_shape, o, okey)
