@@ -26,3 +26,26 @@ def reference_dir() -> str:
     if not os.path.isdir(REFERENCE):
         pytest.skip("../shared/reference is not beside this checkout")
     return REFERENCE
+
+
+# ``tools/bench_tests.py`` sets EDGECV_TEST_CPU_LOG: each test's CPU time (this process and the children it waited
+# for, setup + call + teardown) is appended there as one JSON line. On a shared machine CPU time says more about
+# a test's cost than wall time.
+_CPU_LOG = os.environ.get("EDGECV_TEST_CPU_LOG")
+if _CPU_LOG:
+    import json
+    import resource
+    import time
+
+    def _cpu_seconds() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item, nextitem):
+        cpu, wall = _cpu_seconds(), time.monotonic()
+        yield
+        with open(_CPU_LOG, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"id": item.nodeid, "cpu_s": round(_cpu_seconds() - cpu, 2),
+                                 "wall_s": round(time.monotonic() - wall, 2),
+                                 "slow": item.get_closest_marker("slow") is not None}) + "\n")

@@ -7,8 +7,9 @@
 Arguments after ``--`` go to pytest. Writes ``tools/results/tests_<label>_<machine>.json``: wall and CPU
 time (user + system of pytest and every child it waited for), the peak resident memory of the process tree
 (the sum of RSS over pytest and all its descendants, sampled every 0.2 s), the load average before and after
-(figures from a busy machine are not comparable), the outcome counts, the warning count and each test's
-duration (setup + call + teardown, from pytest's JUnit XML), slowest first. Linux only (reads /proc).
+(figures from a busy machine are not comparable), the outcome counts, the warning count and each test's wall
+and CPU time (setup + call + teardown; CPU time of pytest and the children it waited for, recorded by
+``tests/conftest.py`` when ``EDGECV_TEST_CPU_LOG`` is set), most CPU first. Linux only (reads /proc).
 """
 
 from __future__ import annotations
@@ -72,10 +73,11 @@ def main() -> int:
 
     env = environment()
     with tempfile.TemporaryDirectory() as tmp:
-        junit = Path(tmp) / "junit.xml"
+        junit, cpu_log = Path(tmp) / "junit.xml", Path(tmp) / "cpu.jsonl"
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *pytest_args]
         start, peak = time.monotonic(), 0
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "EDGECV_TEST_CPU_LOG": str(cpu_log)})
         done = threading.Event()
 
         def poll() -> None:
@@ -96,6 +98,11 @@ def main() -> int:
         done.set()
         poller.join()
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = {}
+        if cpu_log.exists():
+            for line in cpu_log.read_text(encoding="utf-8").splitlines():
+                row = json.loads(line)
+                cpu[row["id"]] = row
         tests = []
         if junit.exists():
             for case in ET.parse(junit).getroot().iter("testcase"):
@@ -105,7 +112,17 @@ def main() -> int:
                         outcome = tag
                 tests.append({"id": f"{case.get('classname')}::{case.get('name')}",
                               "seconds": round(float(case.get("time") or 0), 2), "outcome": outcome})
-    tests.sort(key=lambda t: -t["seconds"])
+    if cpu:  # node ids are exact here; JUnit's class names are not
+        outcomes = {t["id"]: t["outcome"] for t in tests}
+        tests = [{"id": k, "seconds": v["wall_s"], "cpu_s": v["cpu_s"], "slow": v["slow"],
+                  "outcome": outcomes.get(k.replace("/", ".").replace(".py::", "::"), "?")} for k, v in cpu.items()]
+    tests.sort(key=lambda t: -t.get("cpu_s", t["seconds"]))
+    by_file: dict[str, dict[str, float]] = {}
+    for t in tests:
+        f = by_file.setdefault(t["id"].split("::")[0], {"tests": 0, "seconds": 0.0, "cpu_s": 0.0})
+        f["tests"] += 1
+        f["seconds"] = round(f["seconds"] + t["seconds"], 1)
+        f["cpu_s"] = round(f["cpu_s"] + t.get("cpu_s", 0.0), 1)
     summary = out_lines[-1].strip() if out_lines else ""
     counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|warnings?|"
                                                 r"deselected)", summary)}
@@ -113,7 +130,8 @@ def main() -> int:
         "command": ["python", "-m", "pytest", *pytest_args], "exit_code": rc, "wall_s": round(wall, 1),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "peak_tree_rss_mb": round(peak / 2**20),
         "max_single_process_rss_mb": round(usage.ru_maxrss / 1024), "summary": summary, "counts": counts,
-        "load_average_end": load_average(), "environment": env, "tests": tests,
+        "load_average_end": load_average(), "environment": env,
+        "files": dict(sorted(by_file.items(), key=lambda kv: -kv[1]["cpu_s"])), "tests": tests,
     }
     out = ROOT / "tools" / "results" / f"tests_{label}_{machine_tag()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
