@@ -62,6 +62,9 @@ class ProfileResult:
     ops: list[OpStat] = field(default_factory=list)
     env: dict[str, Any] = field(default_factory=dict)
     prediction: dict[str, Any] | None = None  # band, fits_ram, meets_budget, fps, warnings (predicted)
+    # measured on a target (edgecv.targets): "verify" (on-target numerics vs the host), "sustained" (--duration
+    # series), "op_timings" (measured per-op times mapped to the static ops and classes); empty otherwise
+    target: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, with_ops: bool = True) -> dict[str, Any]:
         d = asdict(self)

@@ -503,3 +503,147 @@ def test_adb_needs_binary_and_tflite(fake_adb, mobilenet, tmp_path):
     with pytest.raises(EdgecvError, match=".tflite files only"):
         profile_target(onnx, "adb", benchmark_binary=fake_adb.bench)
     assert fake_adb.calls() == []
+
+
+# ------------------------------------------------------------------------------------------------------
+# Bugs found when tried as a user would: each through the CLI, text and --json
+# ------------------------------------------------------------------------------------------------------
+
+def _cli(args: list[str], env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgecv", *map(str, args)], capture_output=True, text=True,
+                          env=env or dict(os.environ), timeout=timeout)
+
+
+@pytest.mark.parametrize("output, p50", [
+    ("android_xiaomi_mi11_yolov5s_fp32_cpu.txt", None),  # TF 2.4: no median, no percentiles
+    ("android_newer_p5_median_p95.txt", 249.518),  # newer releases: p5= median= p95=
+])
+def test_adb_cli_text_and_json_with_missing_percentiles(fake_adb, mobilenet, monkeypatch, output, p50):
+    monkeypatch.setenv("FAKE_ADB_OUTPUT", str(BENCH / output))
+    args = ["profile", mobilenet, "--target", "adb:28151FDH2000C7", "--benchmark-binary", fake_adb.bench]
+    text = _cli(args)
+    assert text.returncode == 0, text.stderr  # was: internal error: TypeError ... NoneType.__format__
+    assert "internal error" not in text.stderr
+    d = json.loads(_cli(args + ["--json"]).stdout)
+    lat = d["latency_ms"]
+    assert lat["mean"] == pytest.approx(249.684) and lat["p90"] is None and lat["p99"] is None
+    if p50 is None:
+        assert lat["p50"] is None and "not reported" in text.stdout and "249.68" in text.stdout
+    else:
+        assert lat["p50"] == pytest.approx(p50)
+        assert d["runtime"]["p5_ms"] == pytest.approx(247.544) and d["runtime"]["p95_ms"] == pytest.approx(252.611)
+        assert "249.52 ms" in text.stdout
+    assert "p90 -" in text.stdout
+
+
+def test_adb_op_profile_maps_to_static_ops(fake_adb, mobilenet, monkeypatch):
+    """benchmark_model --enable_op_profiling=true: the Run Order table, summed by the static op classes."""
+    monkeypatch.setenv("FAKE_ADB_OUTPUT", str(BENCH / "riscv64_mobilenet_v1_op_profiling.txt"))
+    res = profile_target(mobilenet, "adb", benchmark_binary=fake_adb.bench, op_timings=True, runs=5)
+    run = next(c for c in fake_adb.calls() if "shell" in c and "benchmark_model --graph" in c[-1])
+    assert "--enable_op_profiling=true" in run[-1].split()
+    ot = res.target["op_timings"]
+    assert ot["available"] and ot["measured"] == 31
+    # the table's own numbers: 31 rows summing to the run's average (2950.34 ms, "Inference (avg)")
+    assert sum(r["avg_ms"] for r in ot["ops"]) == pytest.approx(2949.903, abs=1e-6)
+    assert sum(ot["by_class_ms"].values()) == pytest.approx(res.latency_ms.mean, rel=1e-3)
+    # MobileNetV1 (same architecture as the fixture): 1 standard conv, 13 depthwise, 13 pointwise convs
+    mapped = [r for r in ot["ops"] if r["static_index"] is not None]
+    assert len(mapped) >= 27
+    classes = {r["type"]: set() for r in mapped}
+    for r in mapped:
+        classes[r["type"]].add(r["op_class"])
+    assert classes["DEPTHWISE_CONV_2D"] == {"depthwise"}
+    assert {"conv", "pointwise"} <= classes["CONV_2D"]
+
+
+def _lab_env(sshd) -> dict:
+    import shlex
+
+    return dict(os.environ, EDGECV_SSH_OPTIONS=shlex.join(sshd.options()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signals, code", [
+    ((signal.SIGINT, signal.SIGINT), 130),  # two Ctrl-C 0.15 s apart: the second waits for the cleanup
+    ((signal.SIGTERM,), 143),  # a cancelled CI job
+    ((signal.SIGHUP,), 129),  # the terminal closed
+])
+def test_ssh_signals_still_clean_the_target(sshd, mobilenet, signals, code):
+    uri = f"{sshd.uri}?python={sys.executable}"
+    proc = subprocess.Popen([sys.executable, "-m", "edgecv", "profile", str(mobilenet), "--target", uri,
+                             "--threads", "1", "--runs", "100000", "--min-time-s", "120", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_lab_env(sshd),
+                            start_new_session=True)  # its own group: killpg plays the terminal
+    try:
+        deadline = time.monotonic() + 120
+        while not sshd.target_processes() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        assert sshd.target_processes() and sshd.leftovers(), "the runner did not start on the target"
+        time.sleep(0.5)
+        for i, sig in enumerate(signals):
+            if i:
+                time.sleep(0.15)
+            os.killpg(proc.pid, sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == code, err
+    assert out == "" and len(err.strip().splitlines()) == 1
+    deadline = time.monotonic() + 10
+    while sshd.target_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sshd.target_processes() == []  # the runner was stopped
+    assert sshd.leftovers() == []  # and its folder (model, runner) removed
+
+
+def test_ssh_save_anchor_refuses_a_core_that_is_not_the_device(sshd, mobilenet, tmp_path):
+    """This x86 host is not an rpi4 (Cortex-A72): its measurement must not become an rpi4 calibration row."""
+    anchors = tmp_path / "anchors.csv"
+    args = ["profile", mobilenet, "--target", f"{sshd.uri}?python={sys.executable}", "--runs", "2",
+            "--warmup-runs", "0", "--min-time-s", "0", "--threads", "1", "--compare-device", "rpi4",
+            "--save-anchor", anchors]
+    for extra in ([], ["--json"]):
+        proc = _cli(args + extra, env=_lab_env(sshd))
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr.count("\n") == 1 and "refusing to save" in proc.stderr and "cortex-a72" in proc.stderr
+        assert not anchors.exists()
+    proc = _cli(args + ["--force", "--json"], env=_lab_env(sshd))
+    assert proc.returncode == 0, proc.stderr
+    assert anchors.read_text().splitlines()[1].startswith("rpi4,")
+    assert sshd.leftovers() == []
+
+
+def test_ssh_changed_host_key_is_not_an_unknown_one(sshd, mobilenet, tmp_path):
+    other = tmp_path / "other_key"
+    _keygen(other)
+    pub = other.with_suffix(".pub").read_text().split()
+    changed = sshd.root / "changed_known_hosts"
+    changed.write_text(f"[127.0.0.1]:{sshd.port} {pub[0]} {pub[1]}\n")
+    import shlex
+
+    uri = f"{sshd.uri}?python={sys.executable}"
+    for kh, want, not_want in (("changed_known_hosts", "ssh-keygen -R '[127.0.0.1]:", "not trusted"),
+                               ("empty_known_hosts", "not trusted", "CHANGED")):
+        env = dict(os.environ, EDGECV_SSH_OPTIONS=shlex.join(sshd.options(known_hosts=kh)))
+        for extra in ([], ["--json"]):
+            proc = _cli(["profile", mobilenet, "--target", uri, "--runs", "1"] + extra, env=env, timeout=120)
+            assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+            assert want in proc.stderr and not_want not in proc.stderr
+    assert changed.read_text().split()[2] == pub[1]  # edgecv never rewrote the user's known_hosts
+
+
+def test_install_hints_name_the_venv_route(sshd, mobilenet, tmp_path):
+    """Raspberry Pi OS bookworm refuses `python3 -m pip install` (externally-managed-environment)."""
+    env = _lab_env(sshd)
+    for py, what in ((_venv(tmp_path / "venv", with_numpy=True), "no TFLite runtime"),
+                     (_venv(tmp_path / "bare", with_numpy=False), "numpy is missing")):
+        for extra in ([], ["--json"]):
+            proc = _cli(["profile", mobilenet, "--target", f"{sshd.uri}?python={py}", "--runs", "1"] + extra,
+                        env=env, timeout=120)
+            assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and what in proc.stderr
+            assert "python3 -m venv" in proc.stderr and "?python=" in proc.stderr
+            assert "python3 -m pip install" not in proc.stderr
+    assert sshd.leftovers() == []

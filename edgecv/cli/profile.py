@@ -60,10 +60,22 @@ def _lazy(module: str, attr: str, option: str):
 @click.option("--compare-device", help="With --target: compare the measurement with this device's prediction.")
 @click.option("--save-anchor", type=click.Path(dir_okay=False), help="With --target: save the measurement as an anchor.")
 @click.option("--benchmark-binary", type=click.Path(), help="With --target: a benchmark_model binary to use.")
+@click.option("--verify", "verify", type=int, is_flag=False, flag_value=16, default=None,
+              callback=int_at_least(1, "--verify"), metavar="[N]",
+              help="With --target ssh://: run N (default 16) sample images on the target and compare with the host.")
+@click.option("--verify-reference", type=click.Path(dir_okay=False),
+              help="With --verify: also compare with this model run on the host (default: the sidecar's source).")
+@click.option("--duration", "duration", help="With --target ssh://: a sustained run this long (90s, 10m, 1h): "
+              "p50/p90, temperature, frequency and throttling per interval.")
+@click.option("--interval", "interval", help="With --duration: the length of one interval (default: a tenth, "
+              "1 s to 60 s).")
+@click.option("--force", is_flag=True, help="With --save-anchor: save even if the target's core is not the "
+              "anchor device's.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print a CSV summary row (with --ops: the per-op rows).")
 @output_options
 def profile(path, runtime, threads, warmup_runs, runs, min_time_s, cpus, static_only, show_ops, timeout_s, device,
-            budget_ms, target, compare_device, save_anchor, benchmark_binary, as_csv, as_json, quiet):
+            budget_ms, target, compare_device, save_anchor, benchmark_binary, verify, verify_reference, duration,
+            interval, force, as_csv, as_json, quiet):
     """Profile a .tflite, .onnx or .keras model: MACs, parameters, activation memory, latency, memory.
 
     Static counts are read from the graph; the model is then run on this host in a child process
@@ -78,9 +90,17 @@ def profile(path, runtime, threads, warmup_runs, runs, min_time_s, cpus, static_
     if device and target:
         raise click.UsageError("--device (predict) and --target (measure on a target) are exclusive")
     for opt, val in (("--compare-device", compare_device), ("--save-anchor", save_anchor),
-                     ("--benchmark-binary", benchmark_binary)):
+                     ("--benchmark-binary", benchmark_binary), ("--verify", verify), ("--duration", duration)):
         if val is not None and not target:
             raise click.UsageError(f"{opt} needs --target. Received: {opt} {val!r}")
+    if verify_reference is not None and verify is None:
+        raise click.UsageError(f"--verify-reference needs --verify. Received: --verify-reference {verify_reference!r}")
+    if interval is not None and duration is None:
+        raise click.UsageError(f"--interval needs --duration. Received: --interval {interval!r}")
+    if force and not save_anchor:
+        raise click.UsageError("--force needs --save-anchor")
+    duration_s = parse_duration(duration, "--duration") if duration is not None else None
+    interval_s = parse_duration(interval, "--interval") if interval is not None else None
     if budget_ms is not None and not (device or compare_device):
         raise click.UsageError("--budget-ms needs --device or --compare-device")
     if cpus is not None:
@@ -115,7 +135,9 @@ def profile(path, runtime, threads, warmup_runs, runs, min_time_s, cpus, static_
             load_profile(compare_device)
         res = profile_target(path, target, threads, warmup_runs, runs, min_time_s, compare_device=compare_device,
                              save_anchor=save_anchor, benchmark_binary=benchmark_binary, cpus=cpus,
-                             runtime=runtime, timeout_s=timeout_s, budget_ms=budget_ms)
+                             runtime=runtime, timeout_s=timeout_s, budget_ms=budget_ms, verify=verify,
+                             verify_reference=verify_reference, duration_s=duration_s, interval_s=interval_s,
+                             op_timings=show_ops, force=force)
     else:
         from edgecv.profiling.api import profile as run_profile
 
@@ -129,6 +151,35 @@ def profile(path, runtime, threads, warmup_runs, runs, min_time_s, cpus, static_
         sys.stdout.write(ops_csv(res) if show_ops else summary_csv(res))
     else:
         render(res, show_ops)
+
+
+def sustained_rows(sus: dict) -> list[tuple[str, str]]:
+    """Text rows for a sustained run (``ProfileResult.target["sustained"]``)."""
+    rows = [("sustained", f"{sus['duration_s']:.0f} s in {len(sus['intervals'])} intervals of {sus['interval_s']:g} s: "
+                          f"burst p50 {sus['burst_p50_ms']:.2f} ms, steady p50 {sus['steady_p50_ms']:.2f} ms "
+                          f"({sus['slowdown_pct']:+.1f}%)")]
+    for iv in sus["intervals"]:
+        temp = iv.get("temp_c")
+        temp = "-" if not temp else ", ".join(f"{v:g} C" for v in temp.values())
+        rows.append((f"  t={iv['t_s']:.0f}s", f"p50 {iv['p50_ms']:.2f} ms, p90 {iv['p90_ms']:.2f} ms ({iv['runs']} runs); "
+                                              f"{temp}; {iv.get('cpu_mhz') or '-'} MHz; throttled "
+                                              f"{iv.get('throttled') or '-'}"))
+    if sus.get("unavailable"):
+        rows.append(("  unavailable", "; ".join(sus["unavailable"])))
+    return rows
+
+
+def parse_duration(text: str, opt: str) -> float:
+    """``90``, ``90s``, ``10m``, ``1.5h`` -> seconds (click.BadParameter naming ``opt`` otherwise)."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h)?\s*", str(text))
+    if not m or float(m.group(1)) <= 0:
+        raise click.BadParameter(f"expected a length like 90s, 10m or 1h. Received: {text!r}", param_hint=opt)
+    value = float(m.group(1)) * {"s": 1, "sec": 1, None: 1, "m": 60, "min": 60, "h": 3600}[m.group(2)]
+    if value > 7 * 86400:
+        raise click.BadParameter(f"expected at most 7 days. Received: {text!r}", param_hint=opt)
+    return value
 
 
 # ---- rendering (pure functions of a ProfileResult) ---------------------------------------------
@@ -193,8 +244,13 @@ def render(res, show_ops: bool = False) -> None:
     lat = res.latency_ms
     g = (lambda k: lat[k]) if isinstance(lat, dict) else (lambda k: getattr(lat, k))
     if lat is not None and g("runs"):  # predicted results carry no runs: their rows come from the prediction
-        t.add_row("  median", f"[bold]{g('p50'):.2f} ms[/bold]  (mean {g('mean'):.2f} ± {g('std'):.2f}, "
-                              f"min {g('min'):.2f}, p90 {g('p90'):.2f}, p99 {g('p99'):.2f}; {g('runs')} runs)")
+        def ms(k):  # benchmark_model (ADB) prints no p90/p99, and older releases no median: "-"
+            return "-" if g(k) is None else f"{g(k):.2f}"
+
+        head = (f"[bold]{ms('p50')} ms[/bold]" if g("p50") is not None
+                else f"- (not reported; mean [bold]{ms('mean')} ms[/bold])")
+        t.add_row("  median", f"{head}  (mean {ms('mean')} ± {ms('std')}, min {ms('min')}, p90 {ms('p90')}, "
+                              f"p99 {ms('p99')}; {g('runs')} runs)")
     if res.init_ms is not None:
         t.add_row("  init / first run", f"{res.init_ms:.1f} ms / {res.first_inference_ms or 0:.1f} ms")
     if res.peak_rss_bytes is not None:
@@ -215,10 +271,36 @@ def render(res, show_ops: bool = False) -> None:
         t.add_row("compared", escape(format_comparison(res)))
     env = res.env or {}
     if env:
-        isa = ", ".join(k for k, v in (env.get("isa") or {}).items() if v)
-        t.add_row("host", escape(f"{env.get('cpu_model', '?')}, {env.get('cores', '?')} cores ({isa}), "
+        from edgecv.profiling.cpu_probe import describe
+
+        t.add_row("host" if res.device in ("host", "none") else "target",
+                  escape(f"{describe(env, env.get('cores'))}, "
                                  f"{env.get('os', '')}, Python {env.get('python', '')}"))
+    extra = getattr(res, "target", None) or {}
+    if extra.get("verify"):
+        from edgecv.targets.numerics import format_verify
+
+        for label, text in format_verify(extra["verify"]):
+            t.add_row(label, escape(text))
+    if extra.get("sustained"):
+        for label, text in sustained_rows(extra["sustained"]):
+            t.add_row(label, escape(text))
     con.print(t)
+    ot = extra.get("op_timings")
+    if ot is not None and not ot.get("available"):
+        con.print(f"per-op times: not available ({escape(ot.get('reason', ''))})")
+    elif ot:
+        pred = ot.get("predicted_by_class_ms") or {}
+        total = sum(ot["by_class_ms"].values()) or 1.0
+        c = Table("op class", "measured ms", "measured %", *(
+            [f"predicted ms ({ot.get('predicted_device')})"] if pred else []),
+            title=f"measured per-op time by class ({ot['mapped']}/{ot['measured']} measured ops mapped to the "
+                  f"{ot['static_ops']} static ops; {escape(str(ot.get('source', '')))})", title_justify="left")
+        for cls in list(ot["by_class_ms"]) + [k for k in pred if k not in ot["by_class_ms"]]:
+            v = ot["by_class_ms"].get(cls)
+            c.add_row(cls, "-" if v is None else f"{v:.3f}", "-" if v is None else f"{100 * v / total:.1f}",
+                      *([f"{pred[cls]:.3f}" if cls in pred else "-"] if pred else []))
+        con.print(c)
     if res.ops:
         by = {}
         for op in res.ops:

@@ -225,6 +225,32 @@ class TFLiteSession:
     def run(self):
         self.interp.invoke()
 
+    def outputs(self, x):
+        """Float32 outputs (N, ...) for model-ready float32 inputs ``x`` (N, ...), one sample per invoke;
+        integer inputs/outputs are (de)quantized with the tensors' own scale and zero point."""
+        import numpy as np
+
+        d = self.interp.get_input_details()[0]
+        o = self.interp.get_output_details()[0]
+        out = []
+        for i in range(len(x)):
+            v = x[i:i + 1]
+            if np.dtype(d["dtype"]).kind in "iu":
+                scale, zp = d["quantization"]
+                info = np.iinfo(d["dtype"])
+                v = np.clip(np.round(v / scale + zp), info.min, info.max)
+            self.interp.set_tensor(d["index"], v.astype(d["dtype"]).reshape(d["shape"]))
+            self.interp.invoke()
+            y = self.interp.get_tensor(o["index"]).astype(np.float32)
+            if np.dtype(o["dtype"]).kind in "iu":
+                scale, zp = o["quantization"]
+                y = (y - zp) * scale
+            out.append(y.reshape(-1))
+        return np.stack(out)
+
+    def op_timings(self, runs: int):
+        raise RunnerError("per-op times: this TFLite runtime's Python API has no op profiler")
+
 
 class OnnxSession:
     def __init__(self, path: str, threads: int, seed: int):
@@ -260,11 +286,60 @@ class OnnxSession:
             self.feed[inp.name] = random_input(rng, shape, types[inp.type])
             self.inputs.append({"name": inp.name, "shape": list(shape), "dtype": str(np.dtype(types[inp.type]))})
         self.output_names = [o.name for o in self.sess.get_outputs()]
+        self.path = path
         self.threads = threads
         self.delegate = self.sess.get_providers()[0]
 
     def run(self):
         self.sess.run(self.output_names, self.feed)
+
+    def outputs(self, x):
+        import numpy as np
+
+        name = self.sess.get_inputs()[0].name
+        dtype = self.feed[name].dtype
+        return np.stack([np.asarray(self.sess.run(self.output_names[:1], {name: x[i:i + 1].astype(dtype)})[0],
+                                    np.float32).reshape(-1) for i in range(len(x))])
+
+    def op_timings(self, runs: int):
+        """Per-node kernel times from ONNX Runtime's own profiler over ``runs`` runs (a second session with
+        profiling on, so the timed runs above were not slowed by it)."""
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        so.enable_profiling = True
+        so.profile_file_prefix = os.path.join(os.getcwd(), "ort_profile")
+        sess = ort.InferenceSession(self.path, sess_options=so, providers=["CPUExecutionProvider"])
+        for _ in range(runs + 1):
+            sess.run(self.output_names, self.feed)
+        prof = sess.end_profiling()
+        try:
+            with open(prof, encoding="utf-8") as fh:
+                events = json.load(fh)
+        finally:
+            try:
+                os.remove(prof)
+            except OSError:
+                pass
+        per: dict = {}
+        for ev in events:
+            if ev.get("cat") != "Node" or not str(ev.get("name", "")).endswith("_kernel_time"):
+                continue
+            name = ev["name"][: -len("_kernel_time")]
+            args = ev.get("args") or {}
+            row = per.setdefault(name, {"name": name, "type": args.get("op_name", ""), "us": [], "order": len(per)})
+            row["us"].append(float(ev.get("dur", 0)))
+        out = []
+        for row in sorted(per.values(), key=lambda r: r["order"]):
+            us = row["us"][1:] or row["us"]  # the first run warms caches
+            out.append({"name": row["name"], "type": row["type"], "avg_ms": sum(us) / len(us) / 1000.0,
+                        "calls": len(row["us"])})
+        return {"source": f"onnxruntime {self.version} profiler (enable_profiling)", "runs": runs, "ops": out}
 
 
 def detect_runtime(path: str) -> str:
@@ -289,8 +364,63 @@ def latency_stats(samples_ms) -> dict:
             "p50": float(p50), "p90": float(p90), "p99": float(p99), "runs": int(a.size)}
 
 
+def sustained(sess, duration_s: float, interval_s: float) -> tuple[list, dict]:
+    """Run for ``duration_s``; per ``interval_s``: runs, p50/p90 (ms) and the sensors read at its end."""
+    import numpy as np
+
+    clock = time.perf_counter
+    samples: list = []
+    intervals: list = []
+    raw: list = []  # each interval's samples
+    start = clock()
+    bucket: list = []
+    edge = start + interval_s
+    while True:
+        t0 = clock()
+        sess.run()
+        t1 = clock()
+        bucket.append((t1 - t0) * 1e3)
+        if t1 >= edge or t1 - start >= duration_s:
+            p50, p90 = np.percentile(np.asarray(bucket), [50, 90])
+            sen = cpu_probe.sensors()
+            intervals.append({"t_s": round(t1 - start, 3), "runs": len(bucket), "p50_ms": float(p50),
+                              "p90_ms": float(p90), "temp_c": sen["temp_c"], "cpu_mhz": sen["cpu_mhz"],
+                              "throttled": sen["throttled"]})
+            samples += bucket
+            raw.append(bucket)
+            bucket = []
+            edge += interval_s
+            if t1 - start >= duration_s:
+                break
+    n = len(intervals)
+    steady_samples = [v for b in (raw[n // 2:] if n > 1 else raw) for v in b]  # the second half
+    summary = {
+        "duration_s": round(clock() - start, 3), "interval_s": interval_s, "intervals": intervals,
+        "burst_p50_ms": intervals[0]["p50_ms"], "steady_p50_ms": float(np.median(steady_samples)),
+        "unavailable": cpu_probe.sensors()["unavailable"],
+    }
+    summary["slowdown_pct"] = 100.0 * (summary["steady_p50_ms"] / summary["burst_p50_ms"] - 1.0)
+    return samples, summary
+
+
+def verify_outputs(sess, inputs_path: str) -> dict:
+    """Outputs for the samples in ``inputs_path`` (a float32 .npy made by edgecv), as base64 float32."""
+    import base64
+
+    import numpy as np
+
+    x = np.load(inputs_path, allow_pickle=False)
+    if x.dtype != np.float32 or x.ndim < 2 or len(x) > 10_000:
+        raise RunnerError(f"--verify-inputs: expected float32 samples (N, ...), N <= 10000. Received: "
+                          f"{x.dtype} {x.shape}")
+    y = np.ascontiguousarray(sess.outputs(x), dtype="<f4")
+    return {"n": int(len(x)), "shape": list(y.shape), "dtype": "float32",
+            "outputs_b64": base64.b64encode(y.tobytes()).decode("ascii")}
+
+
 def measure(path: str, runtime: str | None = None, threads: int = 1, warmup_runs: int = 5, runs: int = 50,
-            min_time_s: float = 0.0, seed: int = 0) -> dict:
+            min_time_s: float = 0.0, seed: int = 0, duration_s: float | None = None, interval_s: float = 60.0,
+            verify_inputs: str | None = None, op_runs: int = 0) -> dict:
     """Load ``path``, run it once (first inference), ``warmup_runs`` more times, then at least ``runs`` timed
     runs and until ``min_time_s`` seconds of timed runs have passed. Returns the JSON-able result."""
     runtime = runtime or detect_runtime(path)
@@ -307,11 +437,24 @@ def measure(path: str, runtime: str | None = None, threads: int = 1, warmup_runs
     samples = []
     clock = time.perf_counter
     start = clock()
+    sus = None
+    if duration_s:
+        samples, sus = sustained(sess, duration_s, interval_s)
     while len(samples) < runs or (clock() - start < min_time_s and len(samples) < MAX_RUNS):
         t0 = clock()
         sess.run()
         samples.append((clock() - t0) * 1e3)
     rss1 = rss_bytes()
+    extra = {}
+    if sus is not None:
+        extra["sustained"] = sus
+    if verify_inputs:
+        extra["verify"] = verify_outputs(sess, verify_inputs)
+    if op_runs:
+        try:
+            extra["op_timings"] = sess.op_timings(op_runs)
+        except RunnerError as exc:
+            extra["op_timings"] = {"unavailable": _one_line(exc)}
     env = environment(sess.name, sess.version)
     if "temp_c" in env_before:
         env["temp_c_before"] = env_before["temp_c"]
@@ -329,6 +472,7 @@ def measure(path: str, runtime: str | None = None, threads: int = 1, warmup_runs
         "warmup_runs": warmup_runs,
         "seed": seed,
         "env": env,
+        **extra,
     }
 
 
@@ -389,6 +533,10 @@ def main(argv=None) -> int:
     p.add_argument("--min-time-s", type=_non_negative(float), default=0.0)
     p.add_argument("--cpus", help="pin to these CPUs, e.g. 0-3 or 2,3")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--duration-s", type=_positive(float), help="sustained run: this long, after the warm-up")
+    p.add_argument("--interval-s", type=_positive(float), default=60.0, help="sustained run: statistics per interval")
+    p.add_argument("--verify-inputs", help="a float32 .npy of model-ready samples: print the outputs too")
+    p.add_argument("--op-runs", type=_non_negative(int), default=0, help="per-op times over this many runs")
     # Runtimes print to fd 1 from C (e.g. "INFO: Created TensorFlow Lite XNNPACK delegate"): send all of
     # that to stderr and keep the real stdout for the single JSON object.
     sys.stdout.flush()
@@ -411,7 +559,8 @@ def main(argv=None) -> int:
                 except (OSError, AttributeError) as exc:
                     raise RunnerError(f"--cpus {args.cpus}: cannot pin: {exc}") from None
             result = measure(args.model, args.runtime, args.threads, args.warmup_runs, args.runs,
-                             args.min_time_s, args.seed)
+                             args.min_time_s, args.seed, duration_s=args.duration_s, interval_s=args.interval_s,
+                             verify_inputs=args.verify_inputs, op_runs=args.op_runs)
             if args.cpus:
                 result["cpus"] = sorted(os.sched_getaffinity(0))
         except RunnerError as exc:

@@ -79,7 +79,9 @@ def profile_target(path: str | os.PathLike, target: str, threads: int | None = N
                    *, cpus: str | None = None, runtime: str | None = None, python: str | None = None,
                    ssh_options: Any = None, budget_ms: float | None = None, anchor_device: str | None = None,
                    timeout_s: float = 1800.0, connect_timeout_s: int = 15, device_dir: str | None = None,
-                   ) -> ProfileResult:
+                   verify: int | None = None, verify_reference: str | os.PathLike | None = None,
+                   duration_s: float | None = None, interval_s: float | None = None, op_timings: bool = False,
+                   force: bool = False) -> ProfileResult:
     """Measure ``path`` on ``target`` and return a ``ProfileResult`` (``mode="measured"``).
 
     target: ``ssh://[user@]host[:port][?python=/path/to/python3]`` (a Linux board; the user's SSH config,
@@ -94,6 +96,15 @@ def profile_target(path: str | os.PathLike, target: str, threads: int | None = N
         default ``compare_device`` or the target, fills the device column).
     python: the target's interpreter (default ``python3``; also ``?python=`` in the URI), e.g. a venv's.
     ssh_options: extra ssh/scp options (list or string), added to ``$EDGECV_SSH_OPTIONS``.
+    verify: run this many held-out sample images through the model on the target (SSH) and compare the outputs
+        with the host's (``result.target["verify"]``, see ``edgecv.targets.numerics``); verify_reference: also
+        compare with this model on the host (default: the sidecar's source model when it exists).
+    duration_s, interval_s: a sustained run (SSH): p50/p90, temperature, frequency and throttling per interval,
+        burst vs steady state (``result.target["sustained"]``).
+    op_timings: measured per-op times where the target has a source for them (benchmark_model's op profiling
+        over ADB, ONNX Runtime's profiler over SSH), mapped to the static ops and classes
+        (``result.target["op_timings"]``); otherwise the record says why there are none.
+    force: save an anchor even when the target's core does not match the anchor device's profile.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -111,6 +122,17 @@ def profile_target(path: str | os.PathLike, target: str, threads: int | None = N
         parent = Path(save_anchor).parent
         if not parent.is_dir():
             raise EdgecvError(f"--save-anchor: no such directory: {str(parent)!r}")
+    if verify is not None:
+        _check_int("verify", verify, 1)
+        if verify > 1000:
+            raise EdgecvError(f"verify: expected at most 1000 samples. Received: verify={verify!r}")
+    if duration_s is not None:
+        if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float)) or not 0 < duration_s < 7 * 86400:
+            raise EdgecvError(f"duration: expected a length > 0 (at most 7 days). Received: {duration_s!r}")
+        interval_s = float(interval_s) if interval_s else max(1.0, min(60.0, duration_s / 10.0))
+        if not interval_s > 0:
+            raise EdgecvError(f"interval: expected a number > 0. Received: {interval_s!r}")
+        timeout_s = max(timeout_s, 1.5 * duration_s + 600.0)
     predict = None
     if compare_device is not None:
         try:
@@ -128,11 +150,17 @@ def profile_target(path: str | os.PathLike, target: str, threads: int | None = N
             tgt = replace(tgt, python=python)
         if benchmark_binary is not None:
             raise EdgecvError("--benchmark-binary is for --target adb; over SSH edgecv runs its own runner")
+        extra = _Extras(verify=verify, verify_reference=verify_reference, duration_s=duration_s,
+                        interval_s=interval_s, op_timings=op_timings)
         res = _profile_ssh(path, fmt, tgt, threads, warmup_runs, runs, min_time_s, cpus, runtime, ssh_options,
-                           timeout_s, connect_timeout_s)
+                           timeout_s, connect_timeout_s, extra)
     else:
+        for opt, val in (("--verify", verify), ("--duration", duration_s)):
+            if val is not None:
+                raise EdgecvError(f"{opt} needs an SSH target (over ADB benchmark_model runs the model). "
+                                  f"Received: --target {target}")
         res = _profile_adb(path, fmt, tgt, benchmark_binary, threads, warmup_runs, runs, min_time_s, cpus,
-                           timeout_s, device_dir)
+                           timeout_s, device_dir, op_timings)
 
     if predict is not None:
         from edgecv.targets.anchor import comparison
@@ -140,11 +168,36 @@ def profile_target(path: str | os.PathLike, target: str, threads: int | None = N
         static = _static_for_prediction(res)
         predicted = predict(static, compare_device, (res.runtime or {}).get("threads") or threads, budget_ms)
         res.prediction = {"device": compare_device, **comparison(res, predicted)}
+        if res.target.get("op_timings", {}).get("available"):
+            pred = getattr(predicted, "prediction", None)
+            by_class = pred.get("latency_by_class_ms") if pred is not None else None
+            if by_class:
+                res.target["op_timings"]["predicted_device"] = compare_device
+                res.target["op_timings"]["predicted_by_class_ms"] = dict(by_class)
     if save_anchor is not None:
-        from edgecv.targets.anchor import anchor_row, append_anchor
+        from edgecv.targets.anchor import anchor_row, append_anchor, check_anchor_core
 
+        check_anchor_core(res, anchor_device or compare_device, force)
         append_anchor(save_anchor, anchor_row(res, device=anchor_device or compare_device))
     return res
+
+
+class _Extras:
+    """What else to do in the one SSH run besides the latency measurement."""
+
+    def __init__(self, verify=None, verify_reference=None, duration_s=None, interval_s=None, op_timings=False):
+        self.verify, self.verify_reference = verify, verify_reference
+        self.duration_s, self.interval_s, self.op_timings = duration_s, interval_s, op_timings
+
+    def runner_args(self, verify_file: str | None) -> list[str]:
+        args: list[str] = []
+        if self.duration_s:
+            args += ["--duration-s", repr(float(self.duration_s)), "--interval-s", repr(float(self.interval_s))]
+        if verify_file:
+            args += ["--verify-inputs", verify_file]
+        if self.op_timings:
+            args += ["--op-runs", "10"]
+        return args
 
 
 def _static_for_prediction(res: ProfileResult) -> ProfileResult:
@@ -157,7 +210,8 @@ def _static_for_prediction(res: ProfileResult) -> ProfileResult:
 
 
 def _profile_ssh(path, fmt, tgt, threads, warmup_runs, runs, min_time_s, cpus, runtime, ssh_options,
-                 timeout_s, connect_timeout_s) -> ProfileResult:
+                 timeout_s, connect_timeout_s, extra: _Extras | None = None) -> ProfileResult:
+    extra = extra or _Extras()
     if fmt == "keras":
         from edgecv.profiling.api import deployable
     else:
@@ -165,25 +219,52 @@ def _profile_ssh(path, fmt, tgt, threads, warmup_runs, runs, min_time_s, cpus, r
     if deployable is not None:
         with deployable(path) as (run_path, _):
             return _profile_ssh_file(path, Path(run_path), "tflite", tgt, threads, warmup_runs, runs, min_time_s,
-                                     cpus, runtime, ssh_options, timeout_s, connect_timeout_s, converted="keras")
+                                     cpus, runtime, ssh_options, timeout_s, connect_timeout_s, converted="keras",
+                                     extra=extra)
     return _profile_ssh_file(path, Path(path), fmt, tgt, threads, warmup_runs, runs, min_time_s, cpus, runtime,
-                             ssh_options, timeout_s, connect_timeout_s)
+                             ssh_options, timeout_s, connect_timeout_s, extra=extra)
 
 
 def _profile_ssh_file(path, run_path: Path, fmt, tgt, threads, warmup_runs, runs, min_time_s, cpus, runtime,
-                      ssh_options, timeout_s, connect_timeout_s, converted: str | None = None) -> ProfileResult:
+                      ssh_options, timeout_s, connect_timeout_s, converted: str | None = None,
+                      extra: _Extras | None = None) -> ProfileResult:
+    import tempfile
+
     from edgecv.targets.ssh import measure_over_ssh
 
+    extra = extra or _Extras()
     if runtime is not None and (runtime == "onnxruntime") != (fmt == "onnx"):
         raise EdgecvError(f"runtime: {runtime} cannot run a {fmt} model")
-    m, info = measure_over_ssh(run_path, tgt, fmt=fmt, runtime=runtime, threads=threads, warmup_runs=warmup_runs,
-                               runs=runs, min_time_s=min_time_s, cpus=cpus, ssh_options=ssh_options,
-                               timeout_s=timeout_s, connect_timeout_s=connect_timeout_s)
-    sa = _static(str(run_path))  # after the run: a connection problem is reported without waiting for this
-    res = _empty_result(str(path), fmt, tgt.uri, sa)
-    if converted:
-        res.file_bytes = os.path.getsize(path)
-    return apply_runner_json(res, m, warmup_runs=warmup_runs, min_time_s=min_time_s, converted=converted)
+    with tempfile.TemporaryDirectory(prefix="edgecv-verify.") as tmp:
+        plan = None
+        files: list[Path] = []
+        if extra.verify:
+            from edgecv.targets.numerics import prepare
+
+            plan = prepare(run_path, extra.verify, Path(tmp), reference=extra.verify_reference,
+                           artifact=Path(path))
+            files.append(plan.inputs_file)
+        m, info = measure_over_ssh(run_path, tgt, fmt=fmt, runtime=runtime, threads=threads,
+                                   warmup_runs=warmup_runs, runs=runs, min_time_s=min_time_s, cpus=cpus,
+                                   ssh_options=ssh_options, timeout_s=timeout_s, connect_timeout_s=connect_timeout_s,
+                                   extra_files=files,
+                                   extra_args=extra.runner_args(plan.inputs_file.name if plan else None))
+        sa = _static(str(run_path))  # after the run: a connection problem is reported without waiting for this
+        res = _empty_result(str(path), fmt, tgt.uri, sa)
+        if converted:
+            res.file_bytes = os.path.getsize(path)
+        res = apply_runner_json(res, m, warmup_runs=warmup_runs, min_time_s=min_time_s, converted=converted)
+        if plan is not None:
+            from edgecv.targets.numerics import compare
+
+            res.target["verify"] = compare(plan, m.get("verify"), res)
+    if m.get("sustained"):
+        res.target["sustained"] = m["sustained"]
+    if extra.op_timings:
+        from edgecv.targets.optimes import map_op_timings
+
+        res.target["op_timings"] = map_op_timings(res, m.get("op_timings") or {"unavailable": "no per-op times"})
+    return res
 
 
 def apply_runner_json(res: ProfileResult, m: dict, warmup_runs: int | None = None, min_time_s: float | None = None,
@@ -199,14 +280,15 @@ def apply_runner_json(res: ProfileResult, m: dict, warmup_runs: int | None = Non
 
 
 def _profile_adb(path, fmt, tgt, benchmark_binary, threads, warmup_runs, runs, min_time_s, cpus, timeout_s,
-                 device_dir) -> ProfileResult:
+                 device_dir, op_timings: bool = False) -> ProfileResult:
     from edgecv.targets.adb import DEVICE_DIR, measure_over_adb
 
     if fmt != "tflite":
         raise EdgecvError(f"--target adb: benchmark_model runs .tflite files only. Received: {path!r}")
     out, props, serial, _text = measure_over_adb(
         Path(path), tgt, benchmark_binary, threads=threads, warmup_runs=warmup_runs, runs=runs,
-        min_time_s=min_time_s, cpus=cpus, device_dir=device_dir or DEVICE_DIR, timeout_s=timeout_s)
+        min_time_s=min_time_s, cpus=cpus, device_dir=device_dir or DEVICE_DIR, timeout_s=timeout_s,
+        op_profiling=op_timings)
     sa = _static(path)
     res = _empty_result(path, fmt, f"adb:{serial}", sa)
     lat = out.latency_ms()
@@ -226,6 +308,8 @@ def _profile_adb(path, fmt, tgt, benchmark_binary, threads, warmup_runs, runs, m
         "min_time_s": float(min_time_s),
         "warmup_avg_ms": out.warmup_avg_ms,
         "max_ms": out.runs.max_us / 1000.0 if out.runs and out.runs.max_us is not None else None,
+        "p5_ms": out.runs.p5_us / 1000.0 if out.runs and out.runs.p5_us is not None else None,
+        "p95_ms": out.runs.p95_us / 1000.0 if out.runs and out.runs.p95_us is not None else None,
         "memory_note": "peak_rss_bytes: benchmark_model's memory footprint (max RSS delta from the tool's start)",
     }
     if cpus:
@@ -233,6 +317,19 @@ def _profile_adb(path, fmt, tgt, benchmark_binary, threads, warmup_runs, runs, m
     env = {"target": res.device, "serial": serial, "cpu_model": props.get("soc") or props.get("board"),
            "cores": int(props["cores"]) if props.get("cores", "").isdigit() else None,
            "governor": props.get("governor")}
-    env.update({k: v for k, v in props.items() if k not in ("cores", "governor")})
+    env.update({k: v for k, v in props.items() if k not in ("cores", "governor", "cpuinfo")})
+    if props.get("cpuinfo"):  # the phone's /proc/cpuinfo through the one CPU probe
+        from edgecv.profiling import cpu_probe
+
+        machine = {"arm64-v8a": "aarch64", "armeabi-v7a": "armv7l", "x86_64": "x86_64"}.get(props.get("abi", ""),
+                                                                                          "aarch64")
+        fp = cpu_probe.fingerprint(props["cpuinfo"], machine, model_files=())
+        env.update({"core": fp["core"], "cpu_part": fp["cpu_part"], "isa": fp["isa"], "features": fp["features"],
+                    "machine": machine})
+        env["board"] = env.get("model")
     res.env = env
+    if op_timings:
+        from edgecv.targets.optimes import from_benchmark_model, map_op_timings
+
+        res.target["op_timings"] = map_op_timings(res, from_benchmark_model(out))
     return res

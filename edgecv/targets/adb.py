@@ -135,6 +135,9 @@ class Adb:
             k, sep, v = line.strip().partition("=")
             if sep and v.strip():
                 out[k] = v.strip()
+        cpu = self.shell("cat /proc/cpuinfo", timeout_s=60)
+        if cpu.returncode == 0 and cpu.stdout.strip():
+            out["cpuinfo"] = cpu.stdout[:1_000_000]
         return out
 
 
@@ -152,9 +155,12 @@ def _last_line(text: str) -> str:
 
 
 def benchmark_command(remote_dir: str, model_name: str, *, threads: int | None, warmup_runs: int | None,
-                      runs: int | None, min_time_s: float | None, cpus: str | None) -> str:
+                      runs: int | None, min_time_s: float | None, cpus: str | None,
+                      op_profiling: bool = False) -> str:
     binary = f"{remote_dir}/benchmark_model"
     args = [binary, f"--graph={remote_dir}/{model_name}"]
+    if op_profiling:
+        args.append("--enable_op_profiling=true")
     if threads is not None:
         args.append(f"--num_threads={int(threads)}")
     if warmup_runs is not None:
@@ -171,8 +177,8 @@ def benchmark_command(remote_dir: str, model_name: str, *, threads: int | None, 
 
 def measure_over_adb(model: Path, target: AdbTarget, benchmark_binary: str | Path, *, threads: int | None = None,
                      warmup_runs: int | None = None, runs: int | None = None, min_time_s: float | None = None,
-                     cpus: str | None = None, device_dir: str = DEVICE_DIR,
-                     timeout_s: float = 1800.0) -> tuple[BenchmarkModelOutput, dict, str, str]:
+                     cpus: str | None = None, device_dir: str = DEVICE_DIR, timeout_s: float = 1800.0,
+                     op_profiling: bool = False) -> tuple[BenchmarkModelOutput, dict, str, str]:
     """Push, run, parse, clean up. Returns (parsed output, device properties, serial, raw output)."""
     if model.suffix.lower() != ".tflite":
         raise EdgecvError(f"--target adb: benchmark_model runs .tflite files only, got {model.name!r}")
@@ -199,7 +205,7 @@ def measure_over_adb(model: Path, target: AdbTarget, benchmark_binary: str | Pat
             raise EdgecvError(f"adb:{adb.serial}: chmod failed: {_last_line(res.stderr or res.stdout)}")
         props = adb.props()
         cmd = benchmark_command(remote_dir, "model.tflite", threads=threads, warmup_runs=warmup_runs, runs=runs,
-                                min_time_s=min_time_s, cpus=cpus)
+                                min_time_s=min_time_s, cpus=cpus, op_profiling=op_profiling)
         res = adb.shell(cmd)
         text = res.stdout + ("\n" + res.stderr if res.stderr else "")
         try:

@@ -95,6 +95,40 @@ def anchor_row(result, device: str | None = None, source: str | None = None) -> 
     }
 
 
+def core_names(text: str | None) -> set[str]:
+    """Arm core names in a free text: ``"kryo-385-gold (cortex-a75)"`` -> ``{"cortex-a75"}``."""
+    t = re.sub(r"\s+", "-", str(text or "").lower())
+    return set(re.findall(r"(?:cortex-[ax]\d+[a-z]*|neoverse-[nvx]\d+)", t))
+
+
+def check_anchor_core(result, device: str | None, force: bool = False) -> None:
+    """Refuse (one line) to save a measurement as ``device``'s anchor when the target's core is not that
+    device's: an x86 host saved as an rpi4 row would skew its calibration without a word."""
+    if not device or force:
+        return
+    try:
+        from edgecv.devices.profile import load_profile
+
+        prof = load_profile(device)
+    except Exception:  # noqa: BLE001 - not a device profile id: nothing to check against
+        return
+    if prof.kind == "host":
+        return
+    want = set()
+    for c in prof.clusters:
+        want |= core_names(c.core)
+    if not want:
+        return
+    env = result.env or {}
+    seen = env.get("core") or env.get("cpu_model") or "an unknown CPU"
+    have = core_names(seen)
+    if want & have:
+        return
+    cores = ", ".join(sorted({c.core for c in prof.clusters}))
+    raise EdgecvError(f"--save-anchor: the target's CPU is {seen} ({env.get('machine') or '?'}), not {device}'s "
+                      f"{cores}: refusing to save this measurement as a {device} anchor (--force saves it anyway)")
+
+
 def append_anchor(path: str | os.PathLike, row: dict[str, Any]) -> Path:
     """Append ``row`` to the CSV at ``path`` (created with a header if missing), atomically: the file is
     rewritten beside itself and renamed, so a crash never leaves half a row."""

@@ -68,6 +68,19 @@ class RunStats:
 
 
 @dataclass(frozen=True)
+class OpTiming:
+    """One row of benchmark_model's op profile ("Run Order" of the regular benchmark runs): milliseconds."""
+
+    index: int  # the node's index in the execution plan (the ``:N`` after the name)
+    type: str  # CONV_2D, DEPTHWISE_CONV_2D, TfLiteXNNPackDelegate, ...
+    name: str
+    first_ms: float
+    avg_ms: float
+    percent: float
+    times_called: int = 1
+
+
+@dataclass(frozen=True)
 class BenchmarkModelOutput:
     """What one ``benchmark_model`` run reported. Times in milliseconds, memory in bytes."""
 
@@ -83,6 +96,7 @@ class BenchmarkModelOutput:
     model_file_bytes: int | None = None
     threads: int | None = None
     delegates: tuple[str, ...] = field(default_factory=tuple)
+    ops: tuple["OpTiming", ...] = ()  # --enable_op_profiling=true: the regular runs' "Run Order" table
 
     def latency_ms(self) -> dict:
         """The timed runs as the keys of ``edgecv.records.LatencyStats`` (ms). Percentiles the tool does
@@ -128,6 +142,42 @@ def failure_reason(text: str) -> str:
         if re.match(r"^(?:ERROR:|E\s|.*\bE tflite)", ln) or "error" in ln.lower():
             return strip_prefix(ln) or ln
     return strip_prefix(lines[-1]) if lines else "no output"
+
+
+_OP_ROW = re.compile(
+    rf"^\s*(?P<type>\S+)\s+(?P<start>{_NUM})\s+(?P<first>{_NUM})\s+(?P<avg>{_NUM})\s+(?P<pct>{_NUM})%\s+"
+    rf"(?P<cdf>{_NUM})%\s+(?P<mem>{_NUM})\s+(?P<calls>\d+)\s+(?P<name>.*)$")
+
+
+def parse_op_profile(text: str) -> tuple[OpTiming, ...]:
+    """The "Run Order" table after "Operator-wise Profiling Info for Regular Benchmark Runs" (empty if the
+    run had no --enable_op_profiling)."""
+    lines = [strip_prefix(ln) for ln in text.splitlines()]
+    try:
+        start = next(i for i, ln in enumerate(lines) if "Operator-wise Profiling Info for Regular Benchmark Runs" in ln)
+    except StopIteration:
+        return ()
+    out: list[OpTiming] = []
+    in_table = False
+    for ln in lines[start + 1:]:
+        if "Run Order" in ln and ln.strip().startswith("="):
+            in_table = True
+            continue
+        if not in_table or "[node type]" in ln:
+            continue
+        if ln.strip().startswith("=") or not ln.strip():
+            if out:
+                break
+            continue
+        m = _OP_ROW.match(ln)
+        if m is None:
+            continue
+        name = m["name"].strip()
+        idx = re.search(r":(\d+)$", name)
+        out.append(OpTiming(index=int(idx.group(1)) if idx else len(out), type=m["type"],
+                            name=re.sub(r"^\[(.*)\]:\d+$", r"\1", name), first_ms=float(m["first"]),
+                            avg_ms=float(m["avg"]), percent=float(m["pct"]), times_called=int(m["calls"])))
+    return tuple(out)
 
 
 def parse_benchmark_model(text: str) -> BenchmarkModelOutput:
@@ -182,4 +232,5 @@ def parse_benchmark_model(text: str) -> BenchmarkModelOutput:
         model_file_bytes=round(size * 1e6) if size is not None else None,
         threads=threads,
         delegates=tuple(delegates),
+        ops=parse_op_profile(text),
     )

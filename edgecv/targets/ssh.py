@@ -17,13 +17,16 @@ checking off by itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,9 +42,18 @@ _HOST_RE = re.compile(r"^[A-Za-z0-9_.:%-]+$")
 _USER_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
 CLEANED_MARK = "edgecv-target: cleaned"
 
-INSTALL_HINT_TFLITE = ("install a TFLite runtime there: `python3 -m pip install ai-edge-litert` (64-bit OS: "
-                       "aarch64/x86-64) or `python3 -m pip install tflite-runtime` (32-bit Raspberry Pi OS, armv7l)")
-INSTALL_HINT_ONNX = "install it there: `python3 -m pip install onnxruntime`"
+# Raspberry Pi OS bookworm refuses `pip install` into the system Python (externally-managed-environment):
+# the hints name the venv route docs/targets.md documents, then how to point edgecv at that venv's python.
+VENV_HINT = "then pass --target 'ssh://user@host?python=/home/USER/edgecv/bin/python'"
+INSTALL_HINT_TFLITE = ("install a TFLite runtime there in a venv: 64-bit OS (aarch64/x86-64): `python3 -m venv "
+                       "~/edgecv && ~/edgecv/bin/pip install numpy ai-edge-litert`; 32-bit Raspberry Pi OS "
+                       "(armv7l): `sudo apt-get install python3-numpy && python3 -m venv --system-site-packages "
+                       f"~/edgecv && ~/edgecv/bin/pip install tflite-runtime`; {VENV_HINT}")
+INSTALL_HINT_ONNX = ("install it there in a venv: `python3 -m venv ~/edgecv && ~/edgecv/bin/pip install numpy "
+                     f"onnxruntime`; {VENV_HINT}")
+INSTALL_HINT_NUMPY = ("install it there: `sudo apt-get install python3-numpy` (then `python3 -m venv "
+                      "--system-site-packages ~/edgecv` for the runtime), or in a venv: `python3 -m venv ~/edgecv && "
+                      f"~/edgecv/bin/pip install numpy`; {VENV_HINT}")
 
 
 @dataclass(frozen=True)
@@ -115,8 +127,12 @@ def ssh_error_message(target: SshTarget, stderr: str) -> str:
     if "timed out" in low or "no route to host" in low or "network is unreachable" in low \
             or "host is down" in low:
         return f"{where}: host unreachable ({_last_line(stderr)})"
-    if "host key verification failed" in low or "remote host identification has changed" in low \
-            or "no matching host key" in low:
+    if "remote host identification has changed" in low or "host key for" in low and "has changed" in low:
+        return (f"{where}: WARNING: the host key of {target.host} has CHANGED since it was stored in known_hosts "
+                "(someone may be intercepting the connection, or the board was reinstalled); edgecv did not "
+                f"connect. If the change is expected, remove the old key with `ssh-keygen -R {_known_name(target)}` "
+                f"and check the new one with `ssh {who}`")
+    if "host key verification failed" in low or "no matching host key" in low:
         return (f"{where}: the host key is not trusted (host key verification failed); connect once with "
                 f"`ssh {who}` to check and accept it. edgecv never disables host-key checking")
     if "permission denied" in low or "too many authentication failures" in low:
@@ -126,6 +142,11 @@ def ssh_error_message(target: SshTarget, stderr: str) -> str:
     if "connection closed" in low or "connection reset" in low or "broken pipe" in low:
         return f"{where}: the connection was closed ({_last_line(stderr)})"
     return f"{where}: ssh failed: {_last_line(stderr) or 'no message'}"
+
+
+def _known_name(target: SshTarget) -> str:
+    """The host's name as known_hosts stores it: ``host`` or ``[host]:port``."""
+    return f"'[{target.host}]:{target.port}'" if target.port and target.port != 22 else target.host
 
 
 def _last_line(text: str) -> str:
@@ -185,9 +206,12 @@ class SshSession:
                 f"{self.target.scp_host()}:{remote_dir}/"]
 
     def run(self, argv: list[str], timeout_s: float, stdin: str | None = None) -> subprocess.CompletedProcess:
+        """Run ssh/scp in its own session (the terminal's Ctrl-C reaches edgecv only, which then stops it),
+        ended with edgecv (``edgecv.isolation``)."""
+        from edgecv.isolation import program_argv, run
+
         try:
-            return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout_s,
-                                  stdin=None if stdin is not None else subprocess.DEVNULL)
+            return run(program_argv(argv), timeout_s, input=stdin)
         except subprocess.TimeoutExpired:
             raise EdgecvError(f"{self.target.uri}: no answer within {timeout_s:.0f} s") from None
 
@@ -224,8 +248,7 @@ def probe(sess: SshSession, fmt: str, timeout_s: float = 60) -> dict:
         if tuple(int(x) for x in re.findall(r"\d+", py)[:2]) < (3, 8):
             raise EdgecvError(f"{t.uri}: Python {py} on the target is too old; the runner needs Python >= 3.8")
         if not have.get("numpy"):
-            raise EdgecvError(f"{t.uri}: numpy is missing on the target (Python {py}); install it there: "
-                              "`python3 -m pip install numpy` or `sudo apt-get install python3-numpy`")
+            raise EdgecvError(f"{t.uri}: numpy is missing on the target (Python {py}); {INSTALL_HINT_NUMPY}")
         if fmt == "onnx":
             raise EdgecvError(f"{t.uri}: onnxruntime is missing on the target (Python {py}); {INSTALL_HINT_ONNX}")
         raise EdgecvError(f"{t.uri}: no TFLite runtime on the target (Python {py}, {info.get('machine')}); "
@@ -293,18 +316,40 @@ def measure_over_ssh(model: Path, target: SshTarget, *, fmt: str, runtime: str |
                      threads: int | None = None, warmup_runs: int | None = None, runs: int | None = None,
                      min_time_s: float | None = None, cpus: str | None = None, ssh_options: Any = None,
                      timeout_s: float = 1800.0, connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S,
-                     runner: Path | None = None) -> tuple[dict, dict]:
+                     runner: Path | None = None, extra_files: list[Path] = (),
+                     extra_args: list[str] = ()) -> tuple[dict, dict]:
     """Run the runner on the target. Returns (runner JSON, probe info). Raises EdgecvError on any failure,
-    after the temporary folder on the target has been removed."""
+    after the temporary folder on the target has been removed (also on Ctrl-C, SIGTERM and SIGHUP: the removal
+    itself cannot be interrupted, and the watchdog of ``edgecv.isolation`` runs it if edgecv must end first).
+
+    extra_files: more files for the runner's folder (e.g. verification inputs); extra_args: more runner options."""
     runner = Path(runner or RUNNER)
     if not runner.is_file():
         raise EdgecvError(f"the profiler's runner script is missing: {runner}")
     sess = SshSession(target, ssh_options, connect_timeout_s)
-    info = probe(sess, fmt, timeout_s=max(60.0, 4 * connect_timeout_s))
+    with signals_unwind():
+        info = probe(sess, fmt, timeout_s=max(60.0, 4 * connect_timeout_s))
+        return _measure_in(sess, info, model, target, runner, fmt=fmt, runtime=runtime, threads=threads,
+                           warmup_runs=warmup_runs, runs=runs, min_time_s=min_time_s, cpus=cpus, timeout_s=timeout_s,
+                           connect_timeout_s=connect_timeout_s, extra_files=extra_files, extra_args=extra_args)
+
+
+def _measure_in(sess: SshSession, info: dict, model: Path, target: SshTarget, runner: Path, *, fmt, runtime, threads,
+                warmup_runs, runs, min_time_s, cpus, timeout_s, connect_timeout_s, extra_files, extra_args):
     remote_dir = info["dir"]
     if threads is None:  # as the host profiler: all the cores the run may use
         threads = len(_cpu_list(cpus)) if cpus else int(info.get("cores") or 1)
     cleaned = False
+
+    def remove_remote_dir() -> None:
+        try:
+            sess.run(sess.ssh_argv(_sh(cleanup_script(remote_dir))), timeout_s=max(30.0, 2 * connect_timeout_s))
+        except EdgecvError:
+            pass  # connection gone: nothing more can be done from here
+
+    from edgecv.isolation import forget_forced_exit, on_forced_exit
+
+    on_forced_exit(remove_remote_dir)  # if edgecv must end before this function's finally has run
     try:
         # scp keeps each file's base name: stage both under fixed names so no remote path needs quoting
         with tempfile.TemporaryDirectory(prefix="edgecv-upload.") as stage:
@@ -316,6 +361,9 @@ def measure_over_ssh(model: Path, target: SshTarget, *, fmt: str, runtime: str |
             _link_or_copy(runner.with_name("cpu_probe.py") if runner.with_name("cpu_probe.py").is_file()
                           else CPU_PROBE, staged_probe)
             files = [staged_model, staged_runner, staged_probe]
+            for f in extra_files:
+                _link_or_copy(Path(f), Path(stage) / Path(f).name)
+                files.append(Path(stage) / Path(f).name)
             res = sess.run(sess.scp_argv(files, remote_dir), timeout_s)
             if res.returncode != 0 and ("subsystem request failed" in res.stderr or "sftp" in res.stderr.lower()):
                 res = sess.run(sess.scp_argv(files, remote_dir, legacy=True), timeout_s)
@@ -323,7 +371,7 @@ def measure_over_ssh(model: Path, target: SshTarget, *, fmt: str, runtime: str |
             if res.returncode == 255 or "lost connection" in res.stderr.lower():
                 raise EdgecvError(ssh_error_message(target, res.stderr))
             raise EdgecvError(f"{target.uri}: copying the model to {remote_dir} failed: {_last_line(res.stderr)}")
-        args = _runner_args(staged_model.name, runtime, threads, warmup_runs, runs, min_time_s, cpus)
+        args = _runner_args(staged_model.name, runtime, threads, warmup_runs, runs, min_time_s, cpus) + list(extra_args)
         res = sess.run(sess.ssh_argv(_sh(run_script(remote_dir, target.python, args))), timeout_s)
         cleaned = CLEANED_MARK in res.stderr
         if res.returncode == 255 and not res.stdout.strip():
@@ -337,10 +385,74 @@ def measure_over_ssh(model: Path, target: SshTarget, *, fmt: str, runtime: str |
         return result, info
     finally:
         if not cleaned:
-            try:
-                sess.run(sess.ssh_argv(_sh(cleanup_script(remote_dir))), timeout_s=max(30.0, 2 * connect_timeout_s))
-            except EdgecvError:
-                pass  # connection gone: nothing more can be done from here
+            with deferred_signals():  # a second Ctrl-C (or SIGTERM) waits until the folder is gone
+                remove_remote_dir()
+        forget_forced_exit(remove_remote_dir)
+
+
+class TargetSignal(BaseException):
+    """SIGTERM/SIGHUP while edgecv's signal handlers are not installed (the Python API): unwinds like Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _unwind_signals() -> list:
+    return [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+
+
+@contextlib.contextmanager
+def signals_unwind():
+    """SIGTERM/SIGHUP unwind the block (so ``finally`` cleans the target) when they would otherwise end the
+    process on the spot (default handlers: the Python API; the CLI installs its own). Afterwards the process
+    ends by that signal, as it would have."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    mine = [sg for sg in _unwind_signals() if signal.getsignal(sg) == signal.SIG_DFL]
+
+    def handler(signum, frame):
+        raise TargetSignal(signum)
+
+    for sg in mine:
+        signal.signal(sg, handler)
+    try:
+        yield
+    except TargetSignal as exc:
+        for sg in mine:
+            signal.signal(sg, signal.SIG_DFL)
+        mine = []
+        signal.raise_signal(exc.signum)
+        raise
+    finally:
+        for sg in mine:
+            signal.signal(sg, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """Hold SIGINT/SIGTERM/SIGHUP until the block is done (main thread), then act on the first one as its
+    handler would have. The block must bound its own time (the ssh calls have timeouts)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    sigs = [signal.SIGINT] + _unwind_signals()
+    old = {sg: signal.getsignal(sg) for sg in sigs}
+    for sg in sigs:
+        signal.signal(sg, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        for sg, h in old.items():
+            signal.signal(sg, h)
+        if got:
+            h = old[got[0]]
+            if callable(h):
+                h(got[0], None)  # KeyboardInterrupt, edgecv.isolation.Terminated, TargetSignal ...
+            elif h == signal.SIG_DFL:
+                signal.raise_signal(got[0])
 
 
 def _cpu_list(cpus: str) -> list[int]:
