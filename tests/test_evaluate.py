@@ -217,17 +217,19 @@ def test_bad_folders_one_line(digits_setup, tmp_path):
     one = tmp_path / "one" / "cat"
     one.mkdir(parents=True)
     (one / "a.png").write_bytes((s["val"] / "digit0" / sorted(os.listdir(s["val"] / "digit0"))[0]).read_bytes())
-    bad = tmp_path / "bad"
-    for c in ("a", "b"):
+    bad = tmp_path / "bad"  # the 10 classes, one good image each, and one file that is not a PNG
+    for c in sorted(os.listdir(s["val"])):
         (bad / c).mkdir(parents=True)
-        (bad / c / "x.png").write_bytes(b"not a png")
+        f = sorted(os.listdir(s["val"] / c))[0]
+        (bad / c / f).write_bytes((s["val"] / c / f).read_bytes())
+    (bad / "digit4" / "broken.png").write_bytes(b"not a png")
     few = tmp_path / "few"  # 2 classes for a 10-output model
     for c in ("digit0", "digit1"):
         (few / c).mkdir(parents=True)
         for f in sorted(os.listdir(s["val"] / c))[:2]:
             (few / c / f).write_bytes((s["val"] / c / f).read_bytes())
     cases = {"missing": (tmp_path / "nope", "no such file"), "empty": (tmp_path / "empty", "no class sub-folders"),
-             "one class": (tmp_path / "one", "only one class"), "unreadable": (bad, "unreadable image"),
+             "one class": (tmp_path / "one", "only one class"), "unreadable": (bad, "broken.png"),
              "label count": (few, "10 outputs")}
     for what, (folder, msg) in cases.items():
         r = _run(["evaluate", str(s["int8"]), "--data", str(folder)])
@@ -305,3 +307,63 @@ def test_chooser_b0_half_point_budget_is_not_int8(tmp_path):
     int8 = next(x for x in c.candidates if x.label == "int8")
     assert int8.drop_points > 0.5, f"int8 drop {int8.drop_points} (expected 1.1-2.0 points)"
     assert c.winner is not None and c.winner.label != "int8" and c.winner.drop_points <= 0.5
+
+
+# --- sweeps and recommend with measured accuracy -----------------------------------------------------------
+
+def _litert_any(path: str, x: np.ndarray) -> np.ndarray:
+    """Outputs of a .tflite with float or int8 input/output, one image at a time (written here)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=path)
+    it.allocate_tensors()
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    out = []
+    for s in x:
+        v = s[None]
+        if i["dtype"] == np.int8:
+            sc, zp = i["quantization"]
+            v = np.clip(np.round(v / sc + zp), -128, 127)
+        it.set_tensor(i["index"], v.astype(i["dtype"]))
+        it.invoke()
+        y = it.get_tensor(o["index"]).astype(np.float32)[0]
+        if o["dtype"] == np.int8:
+            sc, zp = o["quantization"]
+            y = (y - zp) * sc
+        out.append(y)
+    return np.stack(out)
+
+
+@pytest.mark.slow
+def test_sweep_eval_data_and_recommend_rank_by_measured(tmp_path):
+    """A sweep measures top-1 per artifact on --eval-data (figures equal to a LiteRT loop here), the report gets
+    the measured plot, and recommend --from-sweep ranks by the measured figure."""
+    from edgecv.conversion.calibration import sample_images
+    from edgecv.sweep.recommend import recommend
+
+    out = tmp_path / "sw"
+    base = ["sweep", "--family", "mobilenet", "--alpha", "0.25", "--resolution", "128", "--precision",
+            "float32,int8", "--device", "rpi4", "-o", str(out), "-q"]
+    r = _run(base)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    arts = {row["precision"]: row["artifact"] for row in rows}
+    # labels: the float32 artifact's own classes, computed here in LiteRT (so its top-1 must be 100 %)
+    pixels = np.round(sample_images(40, 128, seed=7)).astype(np.uint8)
+    x = (pixels.astype(np.float32) - 127.5) / 127.5
+    y = _litert_any(arts["float32"], x).argmax(1)
+    want_int8 = 100.0 * float(np.mean(_litert_any(arts["int8"], x).argmax(1) == y))
+    np.savez(tmp_path / "eval.npz", x=pixels, y=y)
+    r = _run(base + ["--eval-data", str(tmp_path / "eval.npz")])
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "results.json").read_text())
+    got = {row["precision"]: row["measured_top1"] for row in res["rows"]}
+    assert got["float32"] == pytest.approx(100.0) and got["int8"] == pytest.approx(want_int8, abs=1e-3)
+    assert all(row["measured_samples"] == 40 for row in res["rows"])
+    assert 'id="plot-measured-top1-latency"' in (out / "report.html").read_text()
+    rec = recommend("rpi4", 1000.0, from_sweep=str(out))
+    assert rec.ranked_by == "measured"
+    order = [(c.measured_top1, -c.latency_ms) for c in rec.fits]
+    assert order == sorted(order, reverse=True)
+    if want_int8 < 100.0:
+        assert rec.fits[0].precision == "float32"
