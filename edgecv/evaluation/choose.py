@@ -107,7 +107,7 @@ def choose_precision(model: Any, *, max_drop: float, eval_data: str | os.PathLik
     from edgecv.conversion import api as conversion
     from edgecv.conversion.api import load_model, quantize
     from edgecv.conversion.calibration import load_calibration, precheck
-    from edgecv.fileio import check_output_dir, write_json_atomic
+    from edgecv.fileio import atomic_path, check_output_dir, write_json_atomic
     from edgecv.native import native_output_silenced
 
     reporter = reporter or Reporter()
@@ -227,7 +227,8 @@ def choose_precision(model: Any, *, max_drop: float, eval_data: str | os.PathLik
                     tuple(cands), winner, reason)
     if winner is not None:
         final = folder / f"{loaded.name}_{winner.label.replace('+', '_')}.tflite"
-        shutil.copyfile(winner.path, final)
+        with atomic_path(final) as tmp_final:  # never a partial artifact under the final name
+            shutil.copyfile(winner.path, tmp_final)
         side = json.loads(Path(f"{winner.path}.json").read_text())
         side["path"], side["sidecar"] = str(final), f"{final}.json"
         side["precision_choice"] = choice.to_dict()
