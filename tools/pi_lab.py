@@ -298,10 +298,17 @@ def up(arch: str) -> dict:
     ssh_dir = root / "home" / USER / ".ssh"
     ssh_dir.mkdir(parents=True, exist_ok=True)
     (ssh_dir / "authorized_keys").write_text(key.with_suffix(".pub").read_text())
+    shadow = root / "etc" / "shadow"  # "!" locks the account for sshd without PAM: "*" = no password, key only
+    shadow.write_text("".join(f"{USER}:*:" + ln[len(USER) + 3:] if ln.startswith(f"{USER}:!:") else ln
+                              for ln in shadow.read_text().splitlines(keepends=True)))
+    for kind in ("ed25519", "ecdsa", "rsa"):  # host keys made here (ssh-keygen under emulation is slow)
+        hk = root / "etc" / "ssh" / f"ssh_host_{kind}_key"
+        if not hk.exists():
+            run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"root@pi-lab-{arch}", "-f", str(hk)],
+                stdin=subprocess.DEVNULL)
     mount_all(arch, root)
     port = _free_port()
-    in_chroot(arch, root, f"mkdir -p /run/sshd; chown -R {USER}:{USER} /home/{USER}; "
-                          "ssh-keygen -A >/dev/null")
+    in_chroot(arch, root, f"mkdir -p /run/sshd; chown -R {USER}:{USER} /home/{USER}")
     host_pub = (root / "etc" / "ssh" / "ssh_host_ed25519_key.pub").read_text().split()
     known = state_file(arch).with_suffix(".known_hosts")
     known.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
