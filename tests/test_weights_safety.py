@@ -247,3 +247,40 @@ def test_cli_refuses_with_one_line_and_no_output(tmp_path, model, sources, case)
     assert res.returncode == 2, res.stderr[-2000:]
     assert len(lines) == 1 and "Traceback" not in res.stderr and f"{case}.h5" in lines[0], res.stderr
     assert not (tmp_path / "new").exists()
+
+
+def test_a_file_that_hangs_the_hdf5_library_is_one_line(tmp_path):
+    """tests/data/h5/loops_hdf5.h5 (a fuzzed legacy file, 67 bytes changed) makes the HDF5 library loop for ever
+    when it lists the root group. edgecv reads weights in a child process with a time limit first."""
+    import time
+
+    from edgecv.builders.h5_weights import probe
+
+    path = Path(__file__).parent / "data" / "h5" / "loops_hdf5.h5"
+    t0 = time.monotonic()
+    try:
+        probe(path, timeout_s=5)
+        outcome = "read"  # a future HDF5 that reads it is fine too
+    except EdgecvError as exc:
+        _assert_one_line(str(exc), "loops_hdf5.h5")
+        outcome = str(exc)
+    assert time.monotonic() - t0 < 5 + 10, outcome
+
+
+def test_the_reader_child_crashing_is_one_line(tmp_path, monkeypatch):
+    """A crash of the reader's process (the HDF5 library is C) is one line naming the file."""
+    import os
+    import signal
+
+    from edgecv.builders import h5_weights
+
+    path = _legacy(tmp_path / "good.h5", _tiny())
+
+    def killed(argv, timeout_s, **kw):
+        return subprocess.CompletedProcess(argv, -signal.SIGSEGV, "", "")
+
+    monkeypatch.setattr("edgecv.isolation.run", killed)
+    with pytest.raises(EdgecvError) as exc:
+        h5_weights.probe(path)
+    _assert_one_line(str(exc.value), "good.h5", f"signal {int(signal.SIGSEGV)}")
+    assert os.path.exists(path)

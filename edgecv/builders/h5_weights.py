@@ -159,13 +159,72 @@ def read_legacy_h5(f: Any, path: Path) -> dict[str, list]:
     return out
 
 
-def load_legacy_or_none(path: str | os.PathLike) -> dict[str, list] | None:
+PROBE_TIMEOUT_S = 300.0
+
+
+def _read_everything(path: Path) -> None:
+    """What the child does: the checks, then every dataset read once (legacy or Keras 3 layout)."""
+    import h5py
+
+    with open_checked(path) as f:
+        if is_legacy(f):
+            read_legacy_h5(f, path)
+            return
+        datasets: list = []
+        f.visititems(lambda name, obj: datasets.append(obj) if isinstance(obj, h5py.Dataset) else None)
+        try:
+            for ds in datasets:
+                ds[()]
+        except Exception as exc:  # noqa: BLE001
+            raise EdgecvError(f"--weights: damaged HDF5 weights file {str(path)!r}: {root_cause(exc)}") from None
+
+
+def probe(path: Path, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Read ``path`` completely in a child process with a time limit first: the HDF5 library is C code, and a
+    damaged file can crash it or make it loop for ever (seen when fuzzing). Raises the child's one-line error."""
+    import json
+    import subprocess
+
+    from edgecv.isolation import python_argv, run
+
+    try:
+        proc = run(python_argv(module="edgecv.builders.h5_weights", args=[str(path)]), timeout_s)
+    except subprocess.TimeoutExpired:
+        raise EdgecvError(f"--weights: reading {str(path)!r} did not finish within {timeout_s:.0f} s "
+                          f"(a damaged HDF5 file?)") from None
+    except OSError as exc:
+        raise EdgecvError(f"--weights: cannot start a process to read {str(path)!r}: {exc}") from None
+    if proc.returncode < 0:
+        raise EdgecvError(f"--weights: the HDF5 reader crashed on {str(path)!r} (signal {-proc.returncode})")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    rep = json.loads(lines[-1]) if lines else {"error": f"--weights: cannot read {str(path)!r} (reader exit code "
+                                                        f"{proc.returncode})"}
+    if rep.get("error"):
+        raise EdgecvError(rep["error"])
+
+
+def load_legacy_or_none(path: str | os.PathLike, isolate: bool = True) -> dict[str, list] | None:
     """Check ``path`` and read it if it is a legacy file (by layer name); None for a Keras 3 ``.weights.h5``
-    (checked too: Keras then reads it)."""
+    (checked too: Keras then reads it). ``isolate``: read it in a child process with a time limit first."""
     p = Path(path)
+    if isolate:
+        probe(p)
     with open_checked(p) as f:
         try:
             legacy = is_legacy(f)
         except Exception as exc:  # noqa: BLE001
             raise EdgecvError(f"--weights: damaged HDF5 weights file {str(p)!r}: {root_cause(exc)}") from None
         return read_legacy_h5(f, p) if legacy else None
+
+
+if __name__ == "__main__":  # the child of probe()
+    import json
+    import sys
+
+    try:
+        _read_everything(Path(sys.argv[1]))
+        print(json.dumps({"ok": True}))
+    except EdgecvError as exc:
+        print(json.dumps({"error": str(exc)}))
+    except BaseException as exc:  # noqa: BLE001
+        print(json.dumps({"error": f"--weights: cannot read {sys.argv[1]!r}: {root_cause(exc)}"}))
