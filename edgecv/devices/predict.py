@@ -34,10 +34,9 @@ def _check_threads(threads, dev: DeviceProfile, warnings: list[str]) -> int:
 def _check_budget(budget_ms) -> float | None:
     if budget_ms is None:
         return None
-    ok = isinstance(budget_ms, (int, float)) and not isinstance(budget_ms, bool) and math.isfinite(budget_ms)
-    if not ok or budget_ms <= 0:
-        raise EdgecvError(f"--budget-ms: expected a number of milliseconds > 0. Received: {budget_ms!r}")
-    return float(budget_ms)
+    from edgecv.validate import positive_float
+
+    return positive_float("--budget-ms", budget_ms, unit="milliseconds")
 
 
 def _precision(static: ProfileResult) -> str:
