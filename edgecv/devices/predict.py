@@ -7,7 +7,6 @@ TensorFlow, no numpy, no scipy.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 from edgecv.devices.model import (FALLBACK_SLOWDOWN, XNNPACK_OPS, Params, _tflite_name, compute_dtype,
                                   default_threads, latency_s, op_terms)
