@@ -23,7 +23,6 @@ import os
 import subprocess
 import sys
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
