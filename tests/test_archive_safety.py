@@ -283,3 +283,33 @@ def test_zip_bomb_check_is_cheap_and_its_limit_can_be_raised(models, sandbox, mo
     monkeypatch.setenv("EDGECV_MAX_ZIP_RATIO", "lots")
     with pytest.raises(EdgecvError, match="EDGECV_MAX_ZIP_RATIO: expected an integer"):
         check_keras_file(model)
+
+
+def test_damaged_archive_members_are_one_line(models, tmp_path):
+    """Found by fuzzing: a member with an unknown compression method (zipfile raises NotImplementedError) or a
+    broken deflate stream (zlib.error) is refused in one line, not an internal error."""
+    d, _ = models
+    src = tmp_path / "deflated.keras"
+    with zipfile.ZipFile(d / "base.keras") as zin, zipfile.ZipFile(src, "w") as zout:
+        for info in zin.infolist():
+            zout.writestr(info, zin.read(info))
+        zout.writestr(zipfile.ZipInfo("assets/zeros.bin"), bytes(2**19), compress_type=zipfile.ZIP_DEFLATED)
+    data = src.read_bytes()
+    name = b"assets/zeros.bin"
+    method = bytearray(data)
+    for sig, off, at in ((b"PK\x03\x04", 8, data.find(name)), (b"PK\x01\x02", 10, data.rfind(name))):
+        i = data.rfind(sig, 0, at)  # the member's local and central headers: compression method 99
+        method[i + off:i + off + 2] = (99).to_bytes(2, "little")
+    (tmp_path / "method.keras").write_bytes(bytes(method))
+    broken = bytearray(data)
+    start = data.find(name) + len(name)
+    broken[start + 30:start + 130] = bytes(range(100))  # inside the deflate stream
+    (tmp_path / "broken.keras").write_bytes(bytes(broken))
+    from edgecv.conversion.api import check_keras_file
+
+    check_keras_file(src)  # the undamaged archive passes
+    for bad in ("method.keras", "broken.keras"):
+        with pytest.raises(EdgecvError) as exc:
+            check_keras_file(tmp_path / bad)
+        msg = str(exc.value)
+        assert bad in msg and "\n" not in msg and "limit" not in msg, msg
