@@ -260,6 +260,8 @@ def render(res, show_ops: bool = False) -> None:
     t.add_row("parameters", f"{res.params:,}")
     t.add_row("weights", f"{_mib(res.weights_bytes)} (file {_mib(res.file_bytes)})")
     t.add_row("peak activations", f"{_mib(res.peak_activation_bytes)} ({res.peak_activation_bytes:,} B, by liveness)")
+    for line in res.notes or []:  # unknown op types (named) and control flow counted approximately
+        t.add_row("note", escape(line))
     if res.prediction and res.mode == "predicted":
         from edgecv.devices.predict import prediction_rows
 

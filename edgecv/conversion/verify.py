@@ -217,7 +217,8 @@ def _run_tflite(path: str, x: np.ndarray | None, threads: int) -> tuple[dict, np
 
     from ai_edge_litert.interpreter import Interpreter
 
-    it = Interpreter(model_path=path, num_threads=threads)
+    with open(path, "rb") as fh:  # bytes: LiteRT's model_path refuses a path that is not UTF-8
+        it = Interpreter(model_content=fh.read(), num_threads=threads)
     inp = it.get_input_details()
     if x is not None and len(inp) == 1 and int(inp[0]["shape"][0]) != 1:
         it.resize_tensor_input(inp[0]["index"], [1, *x.shape[1:]])

@@ -20,6 +20,8 @@ No TensorFlow, no numpy here: this runs on the target.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 from edgecv.devices.profile import Coefficients, DeviceProfile
 from edgecv.records import OpStat
@@ -29,17 +31,60 @@ PARAM_NAMES = ("conv_fp32", "dw_fp32", "conv_int8", "dw_int8", "elementwise")
 GROUP = {"conv": "conv", "pointwise": "conv", "fc": "conv", "depthwise": "dw",
          "elementwise": "ew", "pool": "ew", "other": "ew"}
 
-# TFLite builtin ops the XNNPACK delegate takes (tensorflow/lite/delegates/xnnpack/README.md); others run
-# on TFLite's built-in kernels. Names not in TFLite's upper-case style (ONNX graphs) are not checked.
+# Which ops XNNPACK takes comes from the installed LiteRT itself: the static analysis of a .tflite file asks
+# it (``OpStat.delegated``). This list is used only for ops listed from a Keras model, with no file to ask
+# (the device anchors' features): TFLite builtin ops the XNNPACK delegate takes in float32
+# (tensorflow/lite/delegates/xnnpack/README.md). Names not in TFLite's upper-case style are not checked.
 XNNPACK_OPS = frozenset("""
 ABS ADD AVERAGE_POOL_2D BATCH_MATMUL CEIL CONCATENATION CONV_2D COS DEPTH_TO_SPACE DEPTHWISE_CONV_2D
 DEQUANTIZE DIV ELU EXP FLOOR FULLY_CONNECTED GELU HARD_SWISH LEAKY_RELU LOGISTIC MAX_POOL_2D MAXIMUM MEAN
 MINIMUM MUL NEG PAD PRELU QUANTIZE RELU RELU6 RELU_N1_TO_1 RESHAPE RESIZE_BILINEAR ROUND RSQRT SIN SLICE
 SOFTMAX SPACE_TO_DEPTH SPLIT SQRT SQUARE SQUARED_DIFFERENCE STRIDED_SLICE SUB SUM TANH TRANSPOSE TRANSPOSE_CONV
 """.split())
-# Ops that fall back to TFLite's built-in kernels are priced this many times slower (prior: the
-# built-in kernels are 4-8x slower than XNNPACK on whole models, toolchain.md).
+# Ops that fall back to TFLite's built-in kernels are priced this many times slower when the kernel
+# calibration table (``kernel_calibration.json``, written by ``tools/bench_kernels.py``) has no figure
+# (prior: the built-in kernels are 4-8x slower than XNNPACK on whole models, toolchain.md).
 FALLBACK_SLOWDOWN = 3.0
+CALIBRATION_FILE = Path(__file__).with_name("kernel_calibration.json")
+
+
+@lru_cache(maxsize=1)
+def kernel_calibration() -> dict:
+    """The host measurements of TFLite's built-in kernels against XNNPACK (``tools/bench_kernels.py``):
+    ``builtin_slowdown`` per compute dtype and op group, ``partition_cycles`` per delegate partition."""
+    import json
+
+    try:
+        return json.loads(CALIBRATION_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def builtin_slowdown(op_class: str, dtype: str) -> float:
+    """How many times slower an op of ``op_class`` computing in ``dtype`` runs on TFLite's built-in kernels
+    than on XNNPACK (host measurement; FALLBACK_SLOWDOWN without a table)."""
+    table = kernel_calibration().get("builtin_slowdown", {})
+    group = GROUP.get(op_class, "ew")
+    d = table.get(dtype) or table.get("float32") or {}
+    return float(d.get(group) or d.get("all") or FALLBACK_SLOWDOWN)
+
+
+def partition_seconds(dev: DeviceProfile, partitions: int | None) -> float:
+    """The cost of the delegate's partitions beyond the first (a switch between XNNPACK and the built-in
+    kernels each), from the calibrated cycles per partition at the device's fastest clock."""
+    cycles = float(kernel_calibration().get("partition_cycles") or 0.0)
+    if not partitions or partitions <= 1 or not cycles:
+        return 0.0
+    ghz = dev.cores_by_speed()[0].freq_ghz or 1.0
+    return (partitions - 1) * cycles / (ghz * 1e9)
+
+
+def falls_back(op: OpStat) -> bool:
+    """True if ``op`` runs on TFLite's built-in kernels: as the installed LiteRT says for a .tflite file
+    (``op.delegated``), else (ops listed from a Keras model) by the float32 list above."""
+    if op.delegated is not None:
+        return not op.delegated
+    return bool(_tflite_name(op.type)) and op.type not in XNNPACK_OPS
 
 
 @dataclass(frozen=True)
@@ -135,7 +180,7 @@ def op_terms(ops: list[OpStat], dev: DeviceProfile, threads: int, fp16_arith: bo
         if sd not in scales:
             scales[sd] = thread_scale(dev, threads, sd)
         g1, grest, gmin, n = scales[sd]
-        slow = FALLBACK_SLOWDOWN if (check_xnnpack and _tflite_name(op.type) and op.type not in XNNPACK_OPS) else 1.0
+        slow = builtin_slowdown(op.op_class, d) if (check_xnnpack and falls_back(op)) else 1.0
         # the DRAM roof applies to ops whose working set does not fit in the last-level cache
         out.append(OpTerm(k, work, g1, grest, gmin, n, nbytes / bw if nbytes > llc else 0.0, slow))
     return out
@@ -162,7 +207,8 @@ def latency_s(terms: list[OpTerm], params: Params) -> float:
 
 
 def predict_latency_s(ops: list[OpStat], dev: DeviceProfile, threads: int, params: Params | None = None,
-                      fp16_arith: bool = False) -> float:
-    """Predicted latency in seconds of ``ops`` on ``dev`` with ``threads`` threads."""
+                      fp16_arith: bool = False, partitions: int | None = None) -> float:
+    """Predicted latency in seconds of ``ops`` on ``dev`` with ``threads`` threads (``partitions``: the
+    XNNPACK delegate's partitions, each beyond the first priced by ``partition_seconds``)."""
     params = params or Params.from_coefficients(dev.prediction)
-    return latency_s(op_terms(ops, dev, threads, fp16_arith), params)
+    return latency_s(op_terms(ops, dev, threads, fp16_arith), params) + partition_seconds(dev, partitions)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from edgecv.devices.model import (FALLBACK_SLOWDOWN, XNNPACK_OPS, Params, _tflite_name, compute_dtype,
-                                  default_threads, latency_s, op_terms)
+from edgecv.devices.model import (Params, builtin_slowdown, compute_dtype, default_threads, falls_back, latency_s,
+                                  op_terms, partition_seconds)
 from edgecv.devices.profile import DeviceProfile, load_profile
 from edgecv.errors import EdgecvError
-from edgecv.records import LatencyStats, OpStat, ProfileResult
+from edgecv.records import LatencyStats, OpStat, Prediction, ProfileResult
 
 MIB = 2**20
 SMALL_TENSOR_BYTES = 4096
@@ -46,12 +46,25 @@ def _precision(static: ProfileResult) -> str:
     return dts.pop() if len(dts) == 1 else "mixed"
 
 
-def predict_ops_ms(ops: list[OpStat], dev: DeviceProfile, threads: int) -> tuple[float, list[float]]:
-    """Predicted total and per-op latency in ms (per-op includes the per-op overhead)."""
+def predict_ops_ms(ops: list[OpStat], dev: DeviceProfile, threads: int,
+                   partitions: int | None = None) -> tuple[float, list[float]]:
+    """Predicted total and per-op latency in ms (per-op includes the per-op overhead; the total adds the cost
+    of the XNNPACK delegate's extra partitions)."""
     params = Params.from_coefficients(dev.prediction)
     terms = op_terms(ops, dev, threads)
     per_op = [latency_s([t], params) * 1e3 for t in terms]
-    return sum(per_op), per_op
+    return sum(per_op) + partition_seconds(dev, partitions) * 1e3, per_op
+
+
+def fallback_ops(ops: list[OpStat]) -> dict[str, int]:
+    """``{"HARD_SWISH int8": 18, ...}``: ops left to TFLite's built-in kernels, by type and compute dtype
+    (shape bookkeeping on a few values, below SMALL_TENSOR_BYTES, left out)."""
+    out: dict[str, int] = {}
+    for o in ops:
+        if falls_back(o) and o.input_bytes + o.activation_bytes >= SMALL_TENSOR_BYTES:
+            key = f"{o.type} {compute_dtype(o.dtype) if o.dtype != 'int16' else 'int16'}"
+            out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def predict_profile(static: ProfileResult, device: str | DeviceProfile, threads: int | None = None,
@@ -73,7 +86,8 @@ def predict_profile(static: ProfileResult, device: str | DeviceProfile, threads:
     precision = _precision(static)
     coeffs = dev.prediction
 
-    total_ms, per_op = predict_ops_ms(ops, dev, n)
+    partitions = getattr(static, "delegate_partitions", None)
+    total_ms, per_op = predict_ops_ms(ops, dev, n, partitions)
     band = coeffs.loo_mdape
     low, high = total_ms / (1 + band), total_ms * (1 + band)
 
@@ -88,18 +102,20 @@ def predict_profile(static: ProfileResult, device: str | DeviceProfile, threads:
                         "which the built-in kernels do not reach: measure it on the target (--target)")
     has_int8 = any(compute_dtype(d) == "int8" for d in dtypes)
     if has_int8 and not dev.dotprod:
-        f32_ms, _ = predict_ops_ms([dataclasses.replace(o, dtype="float32") for o in ops], dev, n)
+        f32_ms, _ = predict_ops_ms([dataclasses.replace(o, dtype="float32") for o in ops], dev, n, partitions)
         warnings.append(f"int8 without dot-product instructions (no asimddp on {dev.cores_by_speed()[0].core}): "
                         f"int8 gains less, predicted {f32_ms / total_ms:.1f}x faster than float32 here "
                         "(cores with sdot reach about 1.5x more int8 throughput)")
     # shape bookkeeping (SHAPE, PACK on a few int32 values) is priced but not worth a warning
-    fallback = sorted({o.type for o in ops if _tflite_name(o.type) and o.type not in XNNPACK_OPS
-                       and o.input_bytes + o.activation_bytes >= SMALL_TENSOR_BYTES})
+    fallback = fallback_ops(ops)
     if fallback:
-        k = sum(1 for o in ops if o.type in fallback and o.input_bytes + o.activation_bytes >= SMALL_TENSOR_BYTES)
-        warnings.append(f"{k} op(s) of type {', '.join(fallback)} are not taken by the XNNPACK delegate and fall "
-                        f"back to TFLite's slower built-in kernels (priced {FALLBACK_SLOWDOWN:g}x slower); "
-                        "the graph is also split around them")
+        what = "; ".join(f"{k}: {v} op{'s' if v > 1 else ''} on built-in kernels" for k, v in fallback.items())
+        slow = ", ".join(sorted({f"{builtin_slowdown('elementwise', k.split()[1]):.1f}x" for k in fallback}))
+        split = f"; XNNPACK splits the graph into {partitions} partitions" if partitions and partitions > 1 else ""
+        src = "as the installed LiteRT delegates this file" if any(o.delegated is not None for o in ops) \
+            else "by XNNPACK's float32 op list (no .tflite file to ask)"
+        warnings.append(f"not taken by the XNNPACK delegate ({src}): {what}{split}; priced from host measurements "
+                        f"of TFLite's built-in kernels ({slow} slower) plus each partition switch")
     if dev.kind == "host":
         warnings.append("host: the coefficients are priors from ARM boards; measure this machine instead "
                         "(`edgecv profile MODEL` without --device)")
@@ -130,7 +146,7 @@ def predict_profile(static: ProfileResult, device: str | DeviceProfile, threads:
     by_class: dict[str, float] = {}
     for o, t in zip(ops, per_op):
         by_class[o.op_class] = by_class.get(o.op_class, 0.0) + t
-    prediction = {
+    prediction = Prediction.from_dict({
         "latency_ms": round(total_ms, 4),
         "band_low_ms": round(low, 4),
         "band_high_ms": round(high, 4),
@@ -148,11 +164,13 @@ def predict_profile(static: ProfileResult, device: str | DeviceProfile, threads:
         "threads": n,
         "energy_mj_per_inference": energy_mj,
         "compute_dtype": "int8" if has_int8 else "float32",
+        "delegate_partitions": partitions,
+        "fallback_ops": fallback,
         "latency_by_class_ms": {k: round(v, 4) for k, v in sorted(by_class.items(), key=lambda kv: -kv[1])},
         "coefficients_method": coeffs.method,
         "coefficients_runtime": coeffs.runtime,
         "warnings": warnings,
-    }
+    })
     runtime = {"name": "tflite", "version": "(predicted)", "delegate": "xnnpack", "threads": n,
                "predictor": "edgecv.devices roofline v1"}
     return dataclasses.replace(static, mode="predicted", device=dev.id, latency_ms=lat, runtime=runtime,

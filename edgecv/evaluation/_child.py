@@ -31,7 +31,8 @@ class _Tflite:
     def _load(self) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self.it = Interpreter(model_path=self.path, num_threads=self.threads)
+        with open(self.path, "rb") as fh:  # bytes: LiteRT's model_path refuses a path that is not UTF-8
+            self.it = Interpreter(model_content=fh.read(), num_threads=self.threads)
         inp, out = self.it.get_input_details(), self.it.get_output_details()
         if len(inp) != 1:
             raise ValueError(f"expected one input, the model has {len(inp)}")

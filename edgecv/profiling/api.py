@@ -54,11 +54,7 @@ def deployable(path: str | os.PathLike) -> Iterator[tuple[str, str | None]]:
 
 
 def _static_result(path: str, sa: StaticAnalysis, mode: str, device: str) -> ProfileResult:
-    return ProfileResult(
-        model=path, format=sa.format, precision=sa.precision, mode=mode, device=device,
-        macs=sa.macs, params=sa.params, weights_bytes=sa.weights_bytes, file_bytes=sa.file_bytes,
-        peak_activation_bytes=sa.peak_activation_bytes, ops=list(sa.ops),
-    )
+    return ProfileResult.from_static(sa, path, mode=mode, device=device)
 
 
 def static_profile(path: str | os.PathLike, timeout_s: float = 300.0) -> ProfileResult:

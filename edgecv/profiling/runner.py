@@ -173,7 +173,8 @@ class TFLiteSession:
 
         self.name, self.version, Interpreter, self.delegate = self._load_runtime()
         try:
-            self.interp = Interpreter(model_path=path, num_threads=threads)
+            with open(path, "rb") as fh:  # bytes: LiteRT's model_path refuses a path that is not UTF-8
+                self.interp = Interpreter(model_content=fh.read(), num_threads=threads)
             details = self.interp.get_input_details()
             for d in details:
                 sig = d.get("shape_signature", d["shape"])

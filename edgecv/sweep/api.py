@@ -13,7 +13,6 @@ Python, milliseconds), so adding a device to a finished sweep converts nothing.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import heapq
 import io
@@ -488,14 +487,9 @@ def _run_points(spec, todo, keys, paths, vkey, calib, executor, jobs, address, f
 # --- rows ---------------------------------------------------------------------------------------
 
 def _profile_from_dict(d: dict):
-    from edgecv.records import LatencyStats, OpStat, ProfileResult
+    from edgecv.records import ProfileResult
 
-    fields = {f.name for f in dataclasses.fields(ProfileResult)}
-    kw = {k: v for k, v in d.items() if k in fields}
-    kw["ops"] = [OpStat(**{**o, "output_shape": tuple(o["output_shape"])}) for o in d.get("ops", [])]
-    if kw.get("latency_ms"):
-        kw["latency_ms"] = LatencyStats(**kw["latency_ms"])
-    return ProfileResult(**kw)
+    return ProfileResult.from_dict(d)
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:

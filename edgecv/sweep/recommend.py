@@ -92,7 +92,8 @@ def sweep_candidates(folder: str, device: str, precisions: tuple[str, ...], thre
     """The finished TFLite points of a sweep (``DIR/points/*.json``), predicted on ``device``."""
     from edgecv.devices.predict import predict_profile
     from edgecv.report.published import lookup
-    from edgecv.sweep.api import _profile_from_dict, load_results
+    from edgecv.records import ProfileResult
+    from edgecv.sweep.api import load_results
 
     results = load_results(folder)  # a clear error when the folder is not a sweep
     measured = results.get("measured") if isinstance(results.get("measured"), dict) else {}
@@ -105,7 +106,7 @@ def sweep_candidates(folder: str, device: str, precisions: tuple[str, ...], thre
         pt = rec.get("point", {})
         if rec.get("status") != "ok" or pt.get("format") != "tflite" or pt.get("precision") not in precisions:
             continue
-        pred = predict_profile(_profile_from_dict(rec["static"]), device, threads=threads)
+        pred = predict_profile(ProfileResult.from_dict(rec["static"]), device, threads=threads)
         pub = lookup(pt["family"], pt["width"], pt["resolution"], pt.get("variant"))
         cand = _candidate(pt["model"], pt["precision"], pred.to_dict(with_ops=False), pub, str(f))
         m = measured.get(f.name)

@@ -68,9 +68,7 @@ def _empty_result(path: str, fmt: str, device: str, sa) -> ProfileResult:
         return ProfileResult(model=path, format=fmt, precision="unknown", mode="measured", device=device,
                              macs=None, params=None, weights_bytes=None, file_bytes=os.path.getsize(path),
                              peak_activation_bytes=None)
-    return ProfileResult(model=path, format=sa.format, precision=sa.precision, mode="measured", device=device,
-                         macs=sa.macs, params=sa.params, weights_bytes=sa.weights_bytes, file_bytes=sa.file_bytes,
-                         peak_activation_bytes=sa.peak_activation_bytes, ops=list(sa.ops))
+    return ProfileResult.from_static(sa, path, mode="measured", device=device)
 
 
 def profile_target(path: str | os.PathLike, target: str, threads: int | None = None, warmup_runs: int = 5,
@@ -204,9 +202,7 @@ def _static_for_prediction(res: ProfileResult) -> ProfileResult:
     """The static part of a measured result, as ``edgecv.profiling.static_profile`` returns it."""
     if res.macs is None:
         raise EdgecvError("--compare-device needs the static analysis (edgecv.profiling.static is missing)")
-    return ProfileResult(model=res.model, format=res.format, precision=res.precision, mode="static", device="none",
-                         macs=res.macs, params=res.params, weights_bytes=res.weights_bytes, file_bytes=res.file_bytes,
-                         peak_activation_bytes=res.peak_activation_bytes, ops=list(res.ops))
+    return ProfileResult.from_static(res, res.model, mode="static", device="none")
 
 
 def _profile_ssh(path, fmt, tgt, threads, warmup_runs, runs, min_time_s, cpus, runtime, ssh_options,
