@@ -150,6 +150,8 @@ def load(src: Source, shape: tuple[int, int, int], reporter: Reporter | None = N
             try:
                 xs.append(read_image(f, (h, w), c))
                 ys.append(label)
+            except EdgecvError as exc:  # the decoder's bounds (an image too large to decode): one line
+                raise EdgecvError(f"--data: {str(f.relative_to(src.path))!r}: {exc}") from None
             except Exception:  # noqa: BLE001 - any decoder failure means "unreadable image"
                 bad.append(str(f.relative_to(src.path)))
             advance(1)
@@ -163,7 +165,20 @@ def load(src: Source, shape: tuple[int, int, int], reporter: Reporter | None = N
 
 
 def _load_npz(src: Source, shape: tuple[int, int, int]) -> Dataset:
+    import zipfile
+
+    from edgecv.conversion.calibration import array_byte_limit
+
     p = src.path
+    limit = array_byte_limit()
+    try:  # bounded before anything is decompressed: the members' declared sizes
+        with zipfile.ZipFile(p) as zf:
+            big = [(i.filename, i.file_size) for i in zf.infolist() if i.file_size > limit]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise EdgecvError(f"--data: cannot read {str(p)!r} as a .npz file: {exc}") from None
+    if big:
+        raise EdgecvError(f"--data: {str(p)!r} member {big[0][0]!r} declares {big[0][1]:,} bytes, over the limit "
+                          f"of {limit:,} (raise it with EDGECV_MAX_ARRAY_BYTES=N)")
     try:
         with np.load(p, allow_pickle=False) as z:
             keys = set(z.keys())
