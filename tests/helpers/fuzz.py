@@ -31,6 +31,7 @@ import numpy as np
 
 ARRAY_SHAPE = (8, 8, 3)
 CASE_LIMIT_S = 20.0
+STARTUP_S = 180.0
 
 
 # --- mutations -------------------------------------------------------------------------------------------
@@ -200,8 +201,9 @@ def _read_h5_batch(paths: list[Path], limit_s: float) -> dict[Path, tuple[str, s
         while True:
             ready, _, _ = select.select([proc.stdout], [], [], 1.0)
             if not ready:
-                if time.monotonic() - t_case > limit_s + (10 if started is None else 0):
-                    why = f"hang (killed after {limit_s:.0f} s)"
+                # a case gets limit_s; starting the reader (Python, numpy, h5py) gets STARTUP_S on a busy machine
+                if time.monotonic() - t_case > (limit_s if started is not None else STARTUP_S):
+                    why = f"hang (killed after {limit_s:.0f} s)" if started is not None else "reader did not start"
                     break
                 continue
             line = proc.stdout.readline()
@@ -211,7 +213,7 @@ def _read_h5_batch(paths: list[Path], limit_s: float) -> dict[Path, tuple[str, s
             if "start" in rep:
                 started, t_case = Path(rep["start"]), time.monotonic()
                 continue
-            started = None
+            started, t_case = None, time.monotonic()
             outcome = {"ok": "ok"}.get(rep["outcome"], "finding")
             detail = f"{rep.get('type')}: {rep.get('msg', '')[:300]}"
             if rep["outcome"] == "error" and rep["type"] == "EdgecvError" and "\n" not in rep["msg"].strip():
