@@ -35,11 +35,12 @@ BOOT = ("import sys\n"
         "_child_main(sys.argv[1:])\n")
 
 POLL_S = 0.5  # how often a child or worker checks that its parent is alive
-GRACE_S = 3.0  # after SIGTERM/SIGHUP/SIGINT: how long the main thread may take to unwind before the watchdog ends it
+GRACE_S = 5.0  # after SIGTERM/SIGHUP/SIGINT: how long the main thread may take to unwind before the watchdog ends it
 
 _live: set[subprocess.Popen] = set()  # children started by run() and not yet reaped
 _live_lock = threading.Lock()
 _group_cleanups: list[Callable[[], None]] = []  # e.g. terminate pool workers; run by the watchdog
+_leaving = threading.Event()  # the main thread has unwound and is printing its one line and exiting
 
 
 class Terminated(BaseException):
@@ -180,12 +181,13 @@ def _die(code: int) -> None:
 
 
 def watch_parent(ppid: int, graceful: bool = False) -> None:
-    """End this process when ``ppid`` (its parent) ends: SIGKILL from the kernel on Linux, and a daemon thread
-    that checks the parent pid every ``POLL_S`` s (removing edgecv's live temporary files first) everywhere.
+    """End this process when ``ppid`` (its parent) ends: SIGKILL from the kernel on Linux (``PR_SET_PDEATHSIG``),
+    elsewhere a daemon thread that checks the parent pid every ``POLL_S`` s (removing edgecv's live temporary
+    files first).
 
     ``graceful`` (pool workers): SIGTERM/SIGHUP remove the live temporary files, kill this process's children
     and exit 143/129; Ctrl-C is left to the main process, which ends its workers."""
-    _set_parent_death_signal(signal.SIGKILL)
+    armed = _set_parent_death_signal(signal.SIGKILL)
     if os.getppid() != ppid:  # the parent died before the death signal was armed
         os._exit(143)
     if graceful:
@@ -200,7 +202,8 @@ def watch_parent(ppid: int, graceful: bool = False) -> None:
             if os.getppid() != ppid:
                 _die(143)
 
-    threading.Thread(target=poll, name="edgecv-parent-watch", daemon=True).start()
+    if not armed:  # no parent-death signal on this platform: poll (a thread that wakes twice a second)
+        threading.Thread(target=poll, name="edgecv-parent-watch", daemon=True).start()
 
 
 def _child_main(argv: list[str]) -> None:
@@ -229,6 +232,11 @@ def _child_main(argv: list[str]) -> None:
 
 
 # --- signals in the main process --------------------------------------------------------------------------
+
+def leaving() -> None:
+    """Tell the watchdog that the main thread has unwound and exits now (it then prints nothing itself)."""
+    _leaving.set()
+
 
 def _raise_terminated(signum: int, frame) -> None:
     raise Terminated(signum)
@@ -259,6 +267,9 @@ def install_signal_handlers() -> None:
             if not sigs:
                 continue
             time.sleep(GRACE_S)
+            if _leaving.is_set():  # the main thread prints the line and exits: give it a moment more
+                time.sleep(2.0)
+                _die(128 + sigs[0])
             for fn in list(_group_cleanups):
                 try:
                     fn()

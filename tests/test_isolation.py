@@ -22,7 +22,7 @@ import pytest
 
 # The console script's way of starting: the working folder is not on sys.path of edgecv itself.
 EDGECV = [sys.executable, "-c", "import sys; del sys.path[0]; from edgecv.cli import main; main()"]
-SWEEP = ["sweep", "--family", "mobilenet", "--alpha", "0.25", "--resolution", "32,48", "--precision", "float32",
+SWEEP = ["sweep", "--family", "mobilenet", "--alpha", "0.25", "--resolution", "32,64", "--precision", "float32",
          "--samples", "4", "--verify-samples", "2", "--no-report"]
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and POSIX signals")
@@ -280,6 +280,57 @@ def test_pool_worker_ends_when_its_parent_is_killed(tmp_path):
     proc.kill()
     proc.wait(timeout=30)
     assert _gone([worker], 5.0), "the worker outlived its parent"
+
+
+RAY_DRIVER = textwrap.dedent("""
+    import sys, time
+    from edgecv.sweep.executors import RayExecutor
+
+    def task(path):
+        import os, time
+        open(path, "w").write(str(os.getpid()))
+        time.sleep(300)
+
+    ex = RayExecutor(None, 1)  # a local Ray instance, started by this driver
+    h = ex.submit(task, sys.argv[1])
+    if sys.argv[2] == "cancel":
+        while not __import__("os").path.exists(sys.argv[1]):
+            time.sleep(0.2)
+        ex.shutdown(cancel=True)  # what an error or a signal in the sweep does
+        print("shut down", flush=True)
+    time.sleep(300)
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["cancel", "sigkill"])
+def test_ray_tasks_and_local_cluster_end_with_the_driver(tmp_path, how):
+    pytest.importorskip("ray")
+    tag = uuid.uuid4().hex
+    pidfile = tmp_path / "task.pid"
+    proc = subprocess.Popen([sys.executable, "-c", RAY_DRIVER, str(pidfile), how], cwd=tmp_path,
+                            env={**os.environ, "EDGECV_TEST_TAG": tag}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        t0 = time.monotonic()
+        while not pidfile.exists() and proc.poll() is None and time.monotonic() - t0 < 300:
+            time.sleep(0.2)
+        if not pidfile.exists():
+            pytest.skip("a local Ray instance did not start here")
+        worker = int(pidfile.read_text())
+        seen = set(_tagged(tag))
+        if how == "sigkill":
+            proc.kill()
+            proc.wait(timeout=30)
+            # Ray ties its processes to the driver (fate sharing): about 2-5 s on an idle machine
+            assert _gone(seen | set(_tagged(tag)), 30.0), [p for p in seen if _alive(p)]
+        else:  # the task's worker process is killed; Ray's own processes end with ray.shutdown()
+            assert _gone([worker], 15.0)
+            assert _gone([p for p in seen if p != proc.pid], 15.0), [p for p in seen if _alive(p)]
+    finally:
+        for p in _tagged(tag):
+            os.kill(p, signal.SIGKILL)
+        proc.wait(timeout=30)
 
 
 # --- partial files -------------------------------------------------------------------------------------------

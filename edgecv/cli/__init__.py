@@ -64,6 +64,9 @@ def _one_line(msg: str) -> str:
 
 
 def _leave(code: int, word: str, console: bool) -> None:
+    from edgecv.isolation import leaving
+
+    leaving()
     click.echo(f"edgecv: {word}", err=True)
     # Artifacts were cleaned up while the exception unwound. Leave now: a normal interpreter shutdown waits
     # for TensorFlow's and Ray's threads, and a second Ctrl-C there would end the process by signal instead.

@@ -35,7 +35,7 @@ class LocalExecutor:
     (``PYTHONSAFEPATH``)."""
 
     name = "local"
-    TERM_GRACE_S = 3.0
+    TERM_GRACE_S = 2.0
 
     def __init__(self, jobs: int) -> None:
         import os
