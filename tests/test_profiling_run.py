@@ -130,7 +130,8 @@ def test_cli_json_schema(models):
     assert d["file_bytes"] == os.path.getsize(paths["tflite"])
     assert sum(op["macs"] for op in d["ops"]) == d["macs"]
     assert set(d["ops"][0]) == {"index", "type", "op_class", "dtype", "output_shape", "macs", "params",
-                                "weight_bytes", "activation_bytes", "input_bytes", "name"}
+                                "weight_bytes", "activation_bytes", "input_bytes", "name", "delegated"}
+    assert all(isinstance(op["delegated"], bool) for op in d["ops"])  # asked from LiteRT's XNNPACK delegate
     assert d["env"]["isa"] and d["env"]["cpu_model"]
 
 
