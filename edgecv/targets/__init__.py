@@ -121,9 +121,7 @@ def profile_target(path: str | os.PathLike, target: str, threads: int | None = N
         if not parent.is_dir():
             raise EdgecvError(f"--save-anchor: no such directory: {str(parent)!r}")
     if verify is not None:
-        _check_int("verify", verify, 1)
-        if verify > 1000:
-            raise EdgecvError(f"verify: expected at most 1000 samples. Received: verify={verify!r}")
+        int_at_least("verify", verify, 1, maximum=1000, keyword=True)
     if duration_s is not None:
         if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float)) or not 0 < duration_s < 7 * 86400:
             raise EdgecvError(f"duration: expected a length > 0 (at most 7 days). Received: {duration_s!r}")
