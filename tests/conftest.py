@@ -41,6 +41,10 @@ if _CPU_LOG:
         own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
+    def _rss_mb() -> int:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
+
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(item, nextitem):
         cpu, wall = _cpu_seconds(), time.monotonic()
@@ -48,4 +52,7 @@ if _CPU_LOG:
         with open(_CPU_LOG, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"id": item.nodeid, "cpu_s": round(_cpu_seconds() - cpu, 2),
                                  "wall_s": round(time.monotonic() - wall, 2),
-                                 "slow": item.get_closest_marker("slow") is not None}) + "\n")
+                                 "slow": item.get_closest_marker("slow") is not None,
+                                 "pytest_rss_mb": _rss_mb(),
+                                 "children_max_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024})
+                     + "\n")

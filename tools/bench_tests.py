@@ -9,7 +9,8 @@ time (user + system of pytest and every child it waited for), the peak resident 
 (the sum of RSS over pytest and all its descendants, sampled every 0.2 s), the load average before and after
 (figures from a busy machine are not comparable), the outcome counts, the warning count and each test's wall
 and CPU time (setup + call + teardown; CPU time of pytest and the children it waited for, recorded by
-``tests/conftest.py`` when ``EDGECV_TEST_CPU_LOG`` is set), most CPU first. Linux only (reads /proc).
+``tests/conftest.py`` when ``EDGECV_TEST_CPU_LOG`` is set) with the resident memory of pytest after it and the
+largest child so far, most CPU first. Linux only (reads /proc).
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def main() -> int:
     if cpu:  # node ids are exact here; JUnit's class names are not
         outcomes = {t["id"]: t["outcome"] for t in tests}
         tests = [{"id": k, "seconds": v["wall_s"], "cpu_s": v["cpu_s"], "slow": v["slow"],
+                  "pytest_rss_mb": v.get("pytest_rss_mb"), "children_max_rss_mb": v.get("children_max_rss_mb"),
                   "outcome": outcomes.get(k.replace("/", ".").replace(".py::", "::"), "?")} for k, v in cpu.items()]
     tests.sort(key=lambda t: -t.get("cpu_s", t["seconds"]))
     by_file: dict[str, dict[str, float]] = {}
