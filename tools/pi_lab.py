@@ -65,6 +65,11 @@ SYSFS = {
     "devices/system/cpu/cpu0/cpufreq/scaling_governor": "ondemand",
     "devices/system/cpu/cpu0/cpufreq/scaling_cur_freq": "1500000",
     "devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq": "1500000",
+    # the cpuinfo library (XNNPACK, ONNX Runtime) reads these; without them LiteRT runs without XNNPACK
+    "devices/system/cpu/possible": "0-3",
+    "devices/system/cpu/present": "0-3",
+    "devices/system/cpu/online": "0-3",
+    **{f"devices/system/cpu/cpu{i}/cpufreq/cpuinfo_max_freq": "1500000" for i in range(1, 4)},
 }
 USER = "pi"
 

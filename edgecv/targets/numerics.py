@@ -79,7 +79,10 @@ def prepare(run_path: Path, n: int, tmpdir: Path, reference=None, artifact: Path
         pixels = pixels.mean(axis=-1, keepdims=True)
     pre = info.preprocessing
     preprocessing = info.preprocessing_source
-    if artifact.suffix.lower() == ".keras" or preprocessing.startswith("default"):
+    is_keras = artifact.suffix.lower() == ".keras"
+    if is_keras:  # profiled as the .keras it was converted from: the Keras model says how it preprocesses
+        pre, preprocessing = inspect(artifact, "MODEL").preprocessing, "keras model"
+    elif preprocessing.startswith("default"):
         side_pre = _sidecar_preprocessing(artifact)
         if side_pre is not None:
             pre, preprocessing = side_pre, "sidecar"
@@ -91,9 +94,11 @@ def prepare(run_path: Path, n: int, tmpdir: Path, reference=None, artifact: Path
         ref = Path(reference)
         if not ref.is_file() or ref.suffix.lower() not in (".keras", ".tflite", ".onnx"):
             raise EdgecvError(f"--verify-reference: expected a .keras, .tflite or .onnx file. Received: {str(ref)!r}")
-    elif artifact.suffix.lower() != ".keras":
+    elif is_keras:
+        ref = artifact  # the converted file on the target against the Keras model on the host
+    else:
         ref = _sidecar_source(artifact)
-    if ref is not None and ref.resolve() in (artifact.resolve(), Path(run_path).resolve()):
+    if ref is not None and ref.resolve() == Path(run_path).resolve():
         ref = None
     return VerifyPlan(Path(run_path), inputs, x, what, preprocessing, info.runtime, ref)
 
