@@ -20,6 +20,7 @@ import json
 import os
 import re
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -67,9 +68,13 @@ def tree_rss(root: int) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--label", default=None, help="result file label (default: from the -m expression)")
+    ap.add_argument("--reverse", action="store_true", help="run the test files in reverse order")
     ap.add_argument("pytest_args", nargs="*", help='pytest arguments (default: -m "not slow")')
     args = ap.parse_args()
     pytest_args = args.pytest_args or ["-m", "not slow"]
+    if args.reverse:  # e.g. a second run on a shared machine that meets the first one half way
+        files = sorted((ROOT / "tests").glob("test_*.py"), reverse=True)
+        pytest_args = [*pytest_args, *(str(f.relative_to(ROOT)) for f in files)]
     label = args.label or re.sub(r"[^a-z0-9]+", "-", " ".join(pytest_args).lower()).strip("-") or "all"
 
     env = environment()
@@ -89,12 +94,22 @@ def main() -> int:
 
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
-        out_lines = []
+        out_lines, complete = [], True
         assert proc.stdout is not None
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            out_lines.append(line)
-        rc = proc.wait()
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                out_lines.append(line)
+            rc = proc.wait()
+        except KeyboardInterrupt:  # stopped early: keep what was measured, marked incomplete
+            complete = False
+            proc.send_signal(signal.SIGINT)
+            try:
+                rc = proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = proc.wait()
         wall = time.monotonic() - start
         done.set()
         poller.join()
@@ -129,7 +144,8 @@ def main() -> int:
     counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|warnings?|"
                                                 r"deselected)", summary)}
     record = {
-        "command": ["python", "-m", "pytest", *pytest_args], "exit_code": rc, "wall_s": round(wall, 1),
+        "command": ["python", "-m", "pytest", *pytest_args], "complete": complete, "exit_code": rc,
+        "wall_s": round(wall, 1),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "peak_tree_rss_mb": round(peak / 2**20),
         "max_single_process_rss_mb": round(usage.ru_maxrss / 1024), "summary": summary, "counts": counts,
         "load_average_end": load_average(), "environment": env,
