@@ -117,9 +117,11 @@ def _new_temporary(folder: Path):
 
 
 def _hidden_or(out: Path, allowed: set[str]) -> None:
-    """Only the final files named in ``allowed`` and hidden temporaries (``.name.*.part*``) are in ``out``."""
+    """Only the final files named in ``allowed``, hidden temporaries (``.name.*.part*``) and the hidden lock file
+    of a killed writer (``.name.lock``: its lock ended with the process; the next writer removes the file) are in
+    ``out``."""
     for p in out.iterdir():
-        assert p.name in allowed or (p.name.startswith(".") and ".part" in p.name), p
+        assert p.name in allowed or (p.name.startswith(".") and (".part" in p.name or p.name.endswith(".lock"))), p
 
 
 # --- quantize: the artifact and its sidecar ----------------------------------------------------------------
@@ -217,11 +219,16 @@ def test_quantize_sigkill_leaves_old_or_new_complete_artifact_and_sidecar(quanti
 KILL_AT_SIDECAR = r"""
 import os, signal, sys
 import edgecv.conversion.api as api
+import edgecv.fileio as fileio
 
-def die(*args, **kwargs):  # the process is killed at the moment the sidecar would be written
-    os.kill(os.getpid(), signal.SIGKILL)
+write = fileio.write_json_atomic
 
-api.write_json_atomic = die
+def die(path, *args, **kwargs):  # the process is killed at the moment the sidecar would be written
+    if str(path) == sys.argv[2] + ".json":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return write(path, *args, **kwargs)
+
+api.write_json_atomic = fileio.write_json_atomic = die
 api.quantize(sys.argv[1], "int8", calib="synthetic", samples=4, verify_samples=2, output=sys.argv[2],
              isolate_load=False)
 """
@@ -282,7 +289,7 @@ def _check_sweep_files(root: Path, old: dict[str, bytes], new: dict[str, bytes] 
     for folder in (root / "points", root / "work" / "stages", root / "work" / "models", root / "artifacts"):
         for p in folder.iterdir():
             if p.name.startswith("."):
-                assert ".part" in p.name, p
+                assert ".part" in p.name or p.name.endswith(".lock"), p
             elif p.suffix == ".json":
                 json.loads(p.read_text())
             elif p.suffix == ".keras":

@@ -43,12 +43,14 @@ def _signal_name(code: int) -> str:
 
 
 def _isolated(cmd: list[str]) -> list[str]:
-    """``[sys.executable, "-m", module, *args]`` or ``[sys.executable, script, *args]`` -> the isolated form."""
+    """``[sys.executable, "-m", module | "-c", code | script, *args]`` -> the isolated form."""
     from edgecv.isolation import program_argv, python_argv
 
     if cmd and cmd[0] == sys.executable:
         if len(cmd) >= 3 and cmd[1] == "-m":
             return python_argv(module=cmd[2], args=cmd[3:])
+        if len(cmd) >= 3 and cmd[1] == "-c":
+            return python_argv(code=cmd[2], args=cmd[3:])
         if len(cmd) >= 2 and not cmd[1].startswith("-"):
             return python_argv(script=cmd[1], args=cmd[2:])
         raise ValueError(f"run_child: unsupported Python command line {cmd[:3]!r}")
@@ -56,7 +58,7 @@ def _isolated(cmd: list[str]) -> list[str]:
 
 
 def run_child(cmd: list[str], timeout_s: float, what: str) -> str:
-    """Run ``cmd`` (``[sys.executable, "-m", module, ...]`` or ``[sys.executable, script, ...]``) isolated from
+    """Run ``cmd`` (``[sys.executable, "-m", module | "-c", code | script, ...]``) isolated from
     the working folder, return its stdout; on timeout, death by a signal or a non-zero exit raise a one-line
     EdgecvError that says which (with the child's last stderr line)."""
     from edgecv.isolation import run
