@@ -101,10 +101,6 @@ class ModelConfig:
         return self
 
 
-def _family(fid: str) -> Family:
-    return families()[fid]
-
-
 def config_for(family: str, *, alpha: float | None = None, variant: str | None = None,
                width: float | None = None, depth: float | None = None,
                resolution: int | None = None, **overrides: Any) -> ModelConfig:
