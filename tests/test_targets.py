@@ -647,3 +647,89 @@ def test_install_hints_name_the_venv_route(sshd, mobilenet, tmp_path):
             assert "python3 -m venv" in proc.stderr and "?python=" in proc.stderr
             assert "python3 -m pip install" not in proc.stderr
     assert sshd.leftovers() == []
+
+
+# ------------------------------------------------------------------------------------------------------
+# --verify, --duration, --ops over SSH (this host as the target; the Arm runs are in tests/test_pi_lab.py)
+# ------------------------------------------------------------------------------------------------------
+
+def test_ssh_verify_same_runtime_is_exact_and_a_different_file_diverges(sshd, mobilenet, tmp_path):
+    """The target here runs the host's own LiteRT: its outputs must equal the host's. Against a different
+    model as the reference (the same graph with other weights), the comparison must show it."""
+    import tensorflow as tf
+
+    from edgecv.builders.registry import create_model
+
+    res = profile_target(mobilenet, sshd.uri, runs=2, warmup_runs=0, min_time_s=0, threads=1, verify=4,
+                         **_ssh(sshd))
+    v = res.target["verify"]
+    assert v["samples"] == 4 and v["vs_host"]["top1_agreement"] == 1.0
+    assert v["vs_host"]["bit_exact"] or v["vs_host"]["sqnr_db"] > 100
+    assert not v["diverges"] and v["warnings"] == []
+    # an independent reference: LiteRT in this process on the very inputs edgecv sent
+    from helpers.weights import randomize_weights
+
+    other = tmp_path / "other.tflite"
+    model = create_model("mobilenet_v1_0.50_224")
+    randomize_weights(model, seed=7)  # trained-looking BatchNorm statistics: outputs that are not one-hot
+    other.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    res = profile_target(mobilenet, sshd.uri, runs=2, warmup_runs=0, min_time_s=0, threads=1, verify=4,
+                         verify_reference=other, **_ssh(sshd))
+    v = res.target["verify"]
+    assert v["vs_reference"]["max_abs_error"] > 0 and not v["vs_reference"]["bit_exact"]
+    assert v["host_vs_reference"] == v["vs_reference"]  # target == host, so both differ from `other` alike
+    assert sshd.leftovers() == []
+
+
+def test_ssh_verify_cli_text_and_json(sshd, mobilenet):
+    args = ["profile", mobilenet, "--target", f"{sshd.uri}?python={sys.executable}", "--runs", "2",
+            "--warmup-runs", "0", "--min-time-s", "0", "--threads", "1", "--verify", "2"]
+    d = json.loads(_cli(args + ["--json"], env=_lab_env(sshd)).stdout)
+    assert d["target"]["verify"]["samples"] == 2
+    text = _cli(args, env=_lab_env(sshd))
+    assert text.returncode == 0, text.stderr
+    assert "target vs host" in text.stdout and "top-1 agreement 100%" in text.stdout
+    bad = _cli(["profile", mobilenet, "--verify", "2"])
+    assert bad.returncode == 2 and "--verify needs --target" in bad.stderr
+
+
+def test_ssh_duration_series_and_missing_sensors(sshd, mobilenet):
+    res = profile_target(mobilenet, sshd.uri, runs=1, warmup_runs=0, min_time_s=0, threads=1, duration_s=3,
+                         interval_s=1, **_ssh(sshd))
+    sus = res.target["sustained"]
+    assert 3 <= len(sus["intervals"]) <= 4 and sus["duration_s"] >= 3
+    assert sum(iv["runs"] for iv in sus["intervals"]) <= res.latency_ms.runs
+    for iv in sus["intervals"]:
+        assert 0 < iv["p50_ms"] <= iv["p90_ms"]
+    assert sus["burst_p50_ms"] == sus["intervals"][0]["p50_ms"]
+    if not Path("/sys/class/thermal/thermal_zone0/temp").exists():  # this container: no thermal zones
+        assert sus["intervals"][0]["temp_c"] is None and any("temperature" in u for u in sus["unavailable"])
+    if shutil.which("vcgencmd") is None:
+        assert any("vcgencmd" in u for u in sus["unavailable"])
+    text = _cli(["profile", mobilenet, "--target", f"{sshd.uri}?python={sys.executable}", "--runs", "1",
+                 "--warmup-runs", "0", "--min-time-s", "0", "--threads", "1", "--duration", "2s",
+                 "--interval", "1s"], env=_lab_env(sshd))
+    assert text.returncode == 0, text.stderr
+    assert "burst p50" in text.stdout and "steady p50" in text.stdout and "unavailable" in text.stdout
+    bad = _cli(["profile", mobilenet, "--target", sshd.uri, "--duration", "ten minutes"])
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--duration" in bad.stderr
+
+
+def test_ssh_ops_onnx_profiler_and_tflite_says_none(sshd, mobilenet, tmp_path):
+    pytest.importorskip("tf2onnx")
+    from edgecv.conversion.api import quantize
+
+    onnx = Path(quantize("mobilenet_v1_0.25_128", "float32", format="onnx", output=str(tmp_path)).path)
+    res = profile_target(onnx, sshd.uri, runs=2, warmup_runs=0, min_time_s=0, threads=1, op_timings=True,
+                         compare_device="rpi4", **_ssh(sshd))
+    ot = res.target["op_timings"]
+    assert ot["available"] and ot["source"].startswith("onnxruntime")
+    assert ot["mapped"] >= ot["measured"] // 2  # fused kernels aside, nodes are matched to the static ops
+    assert {"conv", "depthwise", "pointwise"} <= set(ot["by_class_ms"])
+    assert set(ot["predicted_by_class_ms"]) & set(ot["by_class_ms"])
+    # the profiler's per-op total is the order of one run (it adds its own overhead)
+    assert 0.2 * res.latency_ms.p50 < sum(ot["by_class_ms"].values()) < 5 * res.latency_ms.p50
+    res = profile_target(mobilenet, sshd.uri, runs=2, warmup_runs=0, min_time_s=0, threads=1, op_timings=True,
+                         **_ssh(sshd))
+    assert res.target["op_timings"]["available"] is False
+    assert "no per-op source" in res.target["op_timings"]["reason"]
