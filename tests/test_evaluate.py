@@ -291,9 +291,11 @@ def test_chooser_refuses_overlapping_split(digits_setup, tmp_path):
 
 
 @pytest.mark.slow
-def test_chooser_b0_half_point_budget_is_not_int8(tmp_path):
-    """EfficientNet-B0 trained on digits loses 1.1-2.0 points in int8 (tools/bench_quality.py): a 0.5-point
-    budget must not return int8."""
+def test_chooser_b0_half_point_budget(tmp_path):
+    """EfficientNet-B0 trained on digits, a 0.5-point budget priced on a Pi 4: the chooser's int8 drop equals the
+    one computed here (Keras and LiteRT in this process), and it returns int8 only if that drop is within the
+    budget. (The int8 drop of B0 on these 450 images depends on the calibration draw: tools/bench_quality.py
+    measured 1.1 points with its draw; it lies inside the paired 95% interval, about +-2 points.)"""
     from edgecv.evaluation.choose import choose_precision
 
     data = D.load_digits()
@@ -301,12 +303,23 @@ def test_chooser_b0_half_point_budget_is_not_int8(tmp_path):
     path = tmp_path / "b0.keras"
     tr.model.save(path)
     calib = D.save_calibration(tmp_path / "calib.npy", tr.preprocessing, data.x_train[:200])
-    np.savez(tmp_path / "test.npz", x=np.round(data.x_test).astype(np.uint8), y=data.y_test)
+    pixels = np.round(data.x_test).astype(np.uint8)
+    np.savez(tmp_path / "test.npz", x=pixels, y=data.y_test)
     c = choose_precision(str(path), max_drop=0.5, eval_data=tmp_path / "test.npz", calib=calib, device="rpi4",
                          output=tmp_path / "out")
     int8 = next(x for x in c.candidates if x.label == "int8")
-    assert int8.drop_points > 0.5, f"int8 drop {int8.drop_points} (expected 1.1-2.0 points)"
-    assert c.winner is not None and c.winner.label != "int8" and c.winner.drop_points <= 0.5
+    x = pixels.astype(np.float32)  # EfficientNet normalizes inside the model: raw pixels
+    ref_ok = np.asarray(tr.model.predict(x, batch_size=64, verbose=0)).argmax(1) == data.y_test
+    art_ok = _litert(Path(int8.path), x).argmax(1) == data.y_test
+    drop = 100 * (ref_ok.mean() - art_ok.mean())
+    assert abs(int8.drop_points - drop) <= 100 / len(x) + 1e-6
+    lo, hi = int8.drop_ci95_points
+    assert lo <= int8.drop_points <= hi
+    assert c.winner is not None and c.winner.drop_points <= 0.5
+    if drop > 0.5 + 100 / len(x):
+        assert c.winner.label != "int8"
+    print(f"B0 int8 drop on digits here: {drop:+.2f} points (95% interval [{lo:+.2f}, {hi:+.2f}]); "
+          f"chosen: {c.winner.label}")
 
 
 # --- sweeps and recommend with measured accuracy -----------------------------------------------------------
