@@ -1,8 +1,9 @@
 """Fuzzing edgecv's readers of untrusted files with a fixed seed and a time budget (``tests/helpers/fuzz.py``).
 
 Mutated .tflite and .onnx models (bit flips, truncation, splices, header damage) are parsed and run in a child
-process with a time limit; mutated .keras archives, legacy .h5 weight files and .npy/.npz arrays go through the
-checks and decoders edgecv runs before anything trusts them. Whatever a corrupt file does (raise, abort,
+process with a time limit; mutated .keras archives, legacy .h5 weight files, .npy/.npz arrays (calibration) and
+labelled .npz files (``evaluate --data``) go through the checks and decoders edgecv runs before anything trusts
+them. Whatever a corrupt file does (raise, abort,
 segfault, hang), edgecv returns a result or raises a one-line ``EdgecvError`` within its limit: never another
 exception, never a hang. The default run fuzzes each kind for a few seconds; the 300-model run is marked slow;
 ``tools/fuzz.py`` runs longer and records its result in ``docs/security.md``.
@@ -130,7 +131,7 @@ def _assert_clean(rep: fuzz.Report, min_cases: int) -> None:
 
 
 def test_fuzz_archives_weights_and_arrays(tmp_path, file_seeds):
-    """.keras archives, .h5 weights, .npy and .npz arrays: up to 250 mutants each, within 25 s."""
+    """.keras archives, .h5 weights, .npy/.npz arrays and labelled .npz: up to 250 mutants each, within 25 s."""
     rep = fuzz.run(file_seeds, tmp_path, cases_per_kind=250, seed=SEED, budget_s=25)
     _assert_clean(rep, min_cases=50)
     # ... and some still read, so the fuzzer reaches past the first check

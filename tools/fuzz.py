@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import _machine  # noqa: E402
 from helpers import fuzz  # noqa: E402  (shared with the tests)
 
-KINDS = ("keras", "h5", "npy", "npz", "tflite", "onnx")
+KINDS = ("keras", "h5", "npy", "npz", "npz_labelled", "tflite", "onnx")
 
 
 def model_seeds(folder: Path) -> dict[str, bytes]:
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             seeds.update(model_seeds(work))
         if "h5" in kinds:
             seeds["h5"] = fuzz.h5_seed(work)
-        if {"npy", "npz"} & set(kinds):
+        if {"npy", "npz", "npz_labelled"} & set(kinds):
             seeds.update(fuzz.seed_arrays(work))
         seeds = {k: seeds[k] for k in kinds}
         cases = work / "cases"

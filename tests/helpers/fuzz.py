@@ -12,7 +12,8 @@ Readers:
 - ``keras``: ``check_keras_file`` (the archive checks edgecv runs before Keras opens a file), in this process.
 - ``h5``: the ``--weights`` reader (``edgecv.builders.h5_weights``: link and storage checks, legacy layout),
   in a child process that reads a batch of files: the HDF5 library is C and a crash must be seen, not suffered.
-- ``npy``, ``npz``: ``load_calibration`` of a preprocessed array, in this process.
+- ``npy``, ``npz``: ``load_calibration`` of a preprocessed array; ``npz_labelled``: ``evaluate --data FILE.npz``
+  (x and y), in this process.
 - ``tflite``, ``onnx``: ``static_profile`` (edgecv parses them in its own child process with a time limit).
 """
 
@@ -111,7 +112,9 @@ def seed_arrays(folder: Path) -> dict[str, bytes]:
     x = np.random.default_rng(0).normal(size=(6, *ARRAY_SHAPE)).astype(np.float32)
     np.save(folder / "seed.npy", x)
     np.savez_compressed(folder / "seed.npz", x=x)
-    return {"npy": (folder / "seed.npy").read_bytes(), "npz": (folder / "seed.npz").read_bytes()}
+    np.savez_compressed(folder / "labelled.npz", x=x, y=np.arange(len(x)) % 2)  # evaluate --data FILE.npz
+    return {"npy": (folder / "seed.npy").read_bytes(), "npz": (folder / "seed.npz").read_bytes(),
+            "npz_labelled": (folder / "labelled.npz").read_bytes()}
 
 
 # --- readers ---------------------------------------------------------------------------------------------
@@ -153,6 +156,12 @@ def _read_array(path: Path) -> None:
     load_calibration(str(path), input_shape=ARRAY_SHAPE, preprocessing=pre, samples=4, holdout=1)
 
 
+def _read_labelled(path: Path) -> None:
+    from edgecv.evaluation.data import load, open_source
+
+    load(open_source(path), ARRAY_SHAPE)
+
+
 def _read_model(path: Path) -> None:
     from edgecv.profiling.api import static_profile
 
@@ -160,7 +169,8 @@ def _read_model(path: Path) -> None:
 
 
 IN_PROCESS: dict[str, Callable[[Path], None]] = {"keras": _read_keras, "npy": _read_array, "npz": _read_array,
-                                                 "tflite": _read_model, "onnx": _read_model}
+                                                 "npz_labelled": _read_labelled, "tflite": _read_model,
+                                                 "onnx": _read_model}
 
 _H5_CHILD = r"""
 import json, sys, time
@@ -197,7 +207,7 @@ def _read_h5_batch(paths: list[Path], limit_s: float) -> dict[Path, tuple[str, s
                                 cwd=str(paths[0].parent))
         proc.stdin.write("\n".join(str(p) for p in todo) + "\n")
         proc.stdin.close()
-        started, t_case, why = None, time.monotonic(), None
+        started, last, t_case, why = None, None, time.monotonic(), None
         while True:
             ready, _, _ = select.select([proc.stdout], [], [], 1.0)
             if not ready:
@@ -214,6 +224,7 @@ def _read_h5_batch(paths: list[Path], limit_s: float) -> dict[Path, tuple[str, s
                 started, t_case = Path(rep["start"]), time.monotonic()
                 continue
             started, t_case = None, time.monotonic()
+            last = Path(rep["path"])
             outcome = {"ok": "ok"}.get(rep["outcome"], "finding")
             detail = f"{rep.get('type')}: {rep.get('msg', '')[:300]}"
             if rep["outcome"] == "error" and rep["type"] == "EdgecvError" and "\n" not in rep["msg"].strip():
@@ -221,6 +232,8 @@ def _read_h5_batch(paths: list[Path], limit_s: float) -> dict[Path, tuple[str, s
             out[Path(rep["path"])] = (outcome, "" if outcome == "ok" else detail, rep["seconds"])
         proc.kill()
         proc.wait()
+        if started is None and why is not None and last is not None:
+            started, why = last, "hang after reading (closing the damaged file)"  # the library's cleanup
         if started is not None:
             # edgecv reads weights in a child with a time limit first (h5_weights.probe): a hang or crash of the
             # HDF5 library is contained there and reported in one line; counted apart, not as a finding
@@ -259,7 +272,8 @@ def run(seeds: dict[str, bytes], workdir: Path, *, cases_per_kind: int, seed: in
     kinds = list(seeds)
     rep = Report(seed=seed, kinds=kinds, budget_s=budget_s)
     t_start = time.monotonic()
-    suffix = {"keras": ".keras", "h5": ".h5", "npy": ".npy", "npz": ".npz", "tflite": ".tflite", "onnx": ".onnx"}
+    suffix = {"keras": ".keras", "h5": ".h5", "npy": ".npy", "npz": ".npz", "npz_labelled": ".npz",
+              "tflite": ".tflite", "onnx": ".onnx"}
     outcomes: list[Outcome] = []
     batch_h5: list[tuple[int, str, Path]] = []
 
@@ -282,7 +296,7 @@ def run(seeds: dict[str, bytes], workdir: Path, *, cases_per_kind: int, seed: in
         if budget_s is not None and time.monotonic() - t_start > budget_s:
             break
         for kind in kinds:
-            zipped = kind in ("keras", "npz")
+            zipped = kind in ("keras", "npz", "npz_labelled")
             mutation, data = (mutate_zip(seeds[kind], rng) if zipped and rng.random() < 0.3
                               else mutate(seeds[kind], others[kind], rng))
             path = workdir / f"{kind}_{i}{suffix[kind]}"
