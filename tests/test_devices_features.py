@@ -70,3 +70,58 @@ def test_cache_equals_a_fresh_keras_build(name):
     assert sum(o.macs for o in ops) == cost.macs  # same MAC convention as edgecv.builders.cost
     assert sum(o.params for o in ops) == cost.params_deployed  # BatchNorm folded, biases counted
     assert all(o.weight_bytes == 4 * o.params for o in ops)
+
+
+# ---- `edgecv models` answers from the cached costs --------------------------------------------------------------
+
+SAMPLE = ["mobilenet_v1_0.25_128", "mobilenet_v2_0.35_96", "efficientnet_b0"]
+
+
+def _fresh_cost(name: str) -> dict:
+    from edgecv.builders.cost import model_cost
+    from edgecv.builders.registry import create_model
+
+    d = model_cost(create_model(name)).to_dict()
+    d.pop("name")
+    return d
+
+
+@pytest.mark.parametrize("name", SAMPLE)
+def test_cached_costs_equal_a_fresh_cost_pass(name):
+    from edgecv.sweep.registry_features import cached_costs
+
+    assert cached_costs()[name] == _fresh_cost(name)
+
+
+@pytest.mark.slow
+def test_every_cached_cost_equals_a_fresh_cost_pass():
+    from edgecv.builders.registry import list_models
+    from edgecv.sweep.registry_features import cached_costs
+
+    costs = cached_costs()
+    for name in list_models():
+        assert costs[name] == _fresh_cost(name), name
+
+
+def test_models_lists_the_cache_without_tensorflow():
+    """`edgecv models --json` prints every registered model's cached cost and never imports TensorFlow."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import sys, json; from click.testing import CliRunner; from edgecv.cli import cli; "
+            "r = CliRunner().invoke(cli, ['models', '--json']); "
+            "print(json.dumps({'out': r.output, 'code': r.exit_code, 'tf': 'tensorflow' in sys.modules}))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["code"] == 0 and got["tf"] is False
+    from edgecv.builders.registry import list_models
+    from edgecv.sweep.registry_features import cached_costs
+
+    rows = json.loads(got["out"])
+    assert [r["name"] for r in rows] == list(list_models())
+    costs = cached_costs()
+    for r in rows:
+        c = costs[r["name"]]
+        assert (r["macs"], r["params"], r["params_deployed"], r["input_shape"]) == (
+            c["macs"], c["params"], c["params_deployed"], c["input_shape"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -268,3 +269,223 @@ def test_analyze_in_process_matches_child(tmp_path):
                        str(tmp_path / "r.onnx"))
     assert analyze(path) == analyze_in_process(path)
     assert math.prod(analyze(path).ops[0].output_shape) == 6
+
+
+# ---- ONNX Runtime's quantized layouts without optional helpers, control flow, unknown ops ---------------------
+
+def _small_float_onnx(path):
+    """x(1,3,16,16) -> Conv3x3(16) -> x*sigmoid(x) -> Conv1x1(16) -> Add -> Concat -> GAP -> Gemm(10) -> MatMul(7).
+
+    MACs on paper: 3*3*3*16*256 + 16*16*256 + 32*10 + 10*7; parameters (deployed: one bias per output channel,
+    the bias-free MatMul's zeros included): 3*3*3*16+16 + 16*16+16 + 32*10+10 + 70+7."""
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+    inits = {"w1": rng.normal(size=(16, 3, 3, 3)), "b1": rng.normal(size=16), "w2": rng.normal(size=(16, 16, 1, 1)),
+             "b2": rng.normal(size=16), "wf": rng.normal(size=(32, 10)), "bf": rng.normal(size=10),
+             "wm": rng.normal(size=(10, 7))}
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Sigmoid", ["c1"], ["s1"]), helper.make_node("Mul", ["c1", "s1"], ["m1"]),
+             helper.make_node("Conv", ["m1", "w2", "b2"], ["c2"]), helper.make_node("Add", ["c2", "m1"], ["a1"]),
+             helper.make_node("Concat", ["a1", "m1"], ["cc"], axis=1),
+             helper.make_node("GlobalAveragePool", ["cc"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "wf", "bf"], ["y0"]), helper.make_node("MatMul", ["y0", "wm"], ["y"])]
+    _onnx_model(nodes, [("x", [1, 3, 16, 16])], [("y", [1, 7])], inits, path)
+    macs = 3 * 3 * 3 * 16 * 256 + 16 * 16 * 256 + 32 * 10 + 10 * 7
+    params = 3 * 3 * 3 * 16 + 16 + 16 * 16 + 16 + 32 * 10 + 10 + 70 + 7
+    return macs, params
+
+
+def test_onnx_contrib_ops_without_sympy(tmp_path, monkeypatch):
+    """QOperator (QLinearConv, com.microsoft QLinearSigmoid/QLinearMul/QLinearAdd/QLinearConcat/
+    QLinearGlobalAveragePool/QGemm, QLinearMatMul) and dynamic quantization (DynamicQuantizeLinear, ConvInteger,
+    MatMulInteger): the float graph's MACs and parameters, counted on paper, with no sympy importable (ONNX Runtime's
+    symbolic shape inference needs it and onnxruntime no longer depends on it)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    f32 = str(tmp_path / "f.onnx")
+    macs, params = _small_float_onnx(f32)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"x": np.random.default_rng(i).uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32)}
+                            for i in range(2)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    qop, qdq, dyn = (str(tmp_path / f"{k}.onnx") for k in ("qop", "qdq", "dyn"))
+    quantize_static(f32, qop, Reader(), quant_format=QuantFormat.QOperator, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8, per_channel=True)
+    quantize_static(f32, qdq, Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8, per_channel=True)
+    quantize_dynamic(f32, dyn, weight_type=QuantType.QInt8)
+    monkeypatch.setitem(sys.modules, "sympy", None)  # import sympy -> ImportError
+    got = {k: analyze_in_process(p) for k, p in (("f32", f32), ("qop", qop), ("qdq", qdq), ("dyn", dyn))}
+    for k, sa in got.items():
+        assert (sa.macs, sa.params) == (macs, params), k
+        assert sa.unknown_ops == {} and not sa.macs_lower_bound, k
+    assert [got[k].precision for k in ("f32", "qop", "qdq", "dyn")] == ["float32", "int8", "int8", "dynamic"]
+    by = {o.type: o for o in got["qop"].ops}
+    assert by["QLinearConcat"].output_shape == (1, 32, 16, 16) and by["QLinearConcat"].dtype == "int8"
+    assert by["QLinearGlobalAveragePool"].output_shape == (1, 32, 1, 1)
+    assert by["QGemm"].output_shape == (1, 10) and by["QLinearMatMul"].macs == 70
+    # int8 activations: a quarter of the float peak in both layouts (16 x 16 x 16 x 4 B: x and m1 live together)
+    assert got["qop"].peak_activation_bytes == got["qdq"].peak_activation_bytes == got["f32"].peak_activation_bytes // 4
+
+
+def _loop_model(path, trips=None):
+    """x(1,8,32,32) -> Loop(trips){ Conv3x3(8->8, weight from the outer graph) -> Relu }; trips=None: a graph input."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(8, 8, 3, 3)).astype(np.float32), "W")
+    body = helper.make_graph(
+        [helper.make_node("Conv", ["x_in", "W"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["x_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("x_in", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("x_out", TensorProto.FLOAT, None)])
+    inits = [w, numpy_helper.from_array(np.array(True), "cond")]
+    ins = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 32, 32])]
+    if trips is None:
+        ins.append(helper.make_tensor_value_info("M", TensorProto.INT64, []))
+    else:
+        inits.append(numpy_helper.from_array(np.array(trips, np.int64), "M"))
+    graph = helper.make_graph([helper.make_node("Loop", ["M", "cond", "x"], ["y"], body=body)], "g", ins,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 32, 32])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def test_onnx_loop_counted_by_trip_count(tmp_path):
+    """A 1000-iteration Conv loop: 1000 x the MACs of one 3x3 conv (3*3*8*8*32*32 = 589,824), its parameters
+    (8*8*9 weights + 8 biases) once;
+    the same loop with a run-time trip count is counted once and marked as a lower bound."""
+    import onnxruntime as ort
+
+    one = 3 * 3 * 8 * 8 * 32 * 32
+    sa = analyze(_loop_model(str(tmp_path / "loop.onnx"), 1000))
+    assert sa.macs == 1000 * one and sa.params == 8 * 8 * 9 + 8 and not sa.macs_lower_bound
+    assert sa.ops[0].type == "Loop" and sa.ops[0].op_class == "conv" and sa.precision == "float32"
+    # ONNX Runtime runs the body 1000 times: the loop of 1000 takes far longer than the loop of 1
+    x = {"x": np.ones((1, 8, 32, 32), np.float32)}
+    assert analyze(_loop_model(str(tmp_path / "one.onnx"), 1)).macs == one
+    ort.InferenceSession(str(tmp_path / "loop.onnx")).run(None, x)  # the graph is valid and runs
+    dyn = analyze(_loop_model(str(tmp_path / "dyn.onnx")))
+    assert dyn.macs == one and dyn.macs_lower_bound
+    assert any(line.startswith("lower bound: a Loop") for line in dyn.notes)
+
+
+def test_onnx_if_takes_the_constant_branch(tmp_path):
+    """If with a constant condition: the taken branch's MACs (a 1x1 conv), not the other (a 3x3 conv)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=(4, 4, k, k)).astype(np.float32), f"w{k}") for k in (1, 3)]
+
+    def branch(k):
+        return helper.make_graph([helper.make_node("Conv", ["x", f"w{k}"], [f"o{k}"], pads=[k // 2] * 4)], f"b{k}", [],
+                                 [helper.make_tensor_value_info(f"o{k}", TensorProto.FLOAT, [1, 4, 8, 8])])
+
+    for cond, k in ((True, 1), (False, 3)):
+        c = numpy_helper.from_array(np.array(cond), "c")
+        graph = helper.make_graph([helper.make_node("If", ["c"], ["y"], then_branch=branch(1), else_branch=branch(3))],
+                                  "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits + [c])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        path = str(tmp_path / f"if{k}.onnx")
+        onnx.save(model, path)
+        assert analyze(path).macs == k * k * 4 * 4 * 64, cond
+
+
+def test_unknown_op_is_listed_not_counted_as_zero(tmp_path):
+    """An op type the analysis does not know (Einsum, which multiplies) is named in the result and in the
+    CLI's output, and the MACs are marked as a lower bound."""
+    from click.testing import CliRunner
+    from onnx import helper
+
+    from edgecv.cli import cli
+
+    nodes = [helper.make_node("Einsum", ["x", "w"], ["y"], equation="ij,jk->ik"), helper.make_node("Relu", ["y"], ["z"])]
+    path = _onnx_model(nodes, [("x", [2, 3])], [("z", [2, 4])], {"w": np.ones((3, 4))}, str(tmp_path / "e.onnx"))
+    sa = analyze(path)
+    assert sa.unknown_ops == {"Einsum": 1} and sa.macs_lower_bound
+    assert any("Einsum x1" in line for line in sa.notes)
+    out = CliRunner().invoke(cli, ["profile", path, "--static"])
+    assert out.exit_code == 0, out.output
+    assert "Einsum" in out.output
+
+
+def test_tflite_at_a_path_that_is_not_utf8(small_three_precisions, tmp_path):
+    """LiteRT's Interpreter(model_path=...) refuses a path that is not UTF-8; the file is read as bytes."""
+    import shutil
+
+    src = small_three_precisions["float32"]
+    dst = os.path.join(os.fsencode(tmp_path), b"m\xff\xfe.tflite")
+    shutil.copyfile(src, dst)
+    path = os.fsdecode(dst)
+    assert analyze(path).macs == analyze(src).macs > 0
+    # and measured: the runner reads the file as bytes too
+    import json
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "edgecv", "profile", dst, "--json", "--runs", "2", "--warmup-runs", "1",
+                          "--min-time-s", "0.05"], capture_output=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert json.loads(out.stdout)["macs"] == analyze(src).macs
+
+
+# ---- one parameter rule for every format ------------------------------------------------------------------------
+
+def _keras_deployed_params(model) -> int:
+    """An independent walk over the Keras layers: conv/depthwise/dense kernels plus one bias per output channel
+    (the layer's own, or the one a following BatchNormalization folds into)."""
+    total = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind in ("Conv2D", "Dense"):
+            k = layer.kernel.shape
+            total += math.prod(k) + k[-1]
+        elif kind == "DepthwiseConv2D":
+            k = layer.kernel.shape
+            total += math.prod(k) + k[2] * k[3]
+    return total
+
+
+@pytest.mark.parametrize("app,size", [("MobileNetV3Small", 96), ("EfficientNetV2B0", 64)])
+def test_params_agree_across_formats_and_keras(app, size, tmp_path):
+    """keras.applications (weights=None: every bias zero, which tf2onnx drops and the TFLite converter keeps):
+    TFLite float32, ONNX float32 and ONNX int8 (QDQ and QOperator) give the independent Keras count."""
+    import tensorflow as tf
+    import tf2onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from tensorflow import keras
+
+    model = getattr(keras.applications, app)(weights=None, input_shape=(size, size, 3))
+    want = _keras_deployed_params(model)
+    tfl, onx = str(tmp_path / "m.tflite"), str(tmp_path / "m.onnx")
+    with open(tfl, "wb") as fh:
+        fh.write(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    spec = (tf.TensorSpec((1, size, size, 3), tf.float32, name="input"),)
+    tf2onnx.convert.from_keras(model, input_signature=spec, opset=13, output_path=onx)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"input": np.random.default_rng(0).uniform(0, 255, (1, size, size, 3)).astype(np.float32)}])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    got = {"tflite": analyze(tfl).params, "onnx": analyze(onx).params}
+    for fmt in (QuantFormat.QDQ, QuantFormat.QOperator):
+        out = str(tmp_path / f"{fmt.name}.onnx")
+        quantize_static(onx, out, Reader(), quant_format=fmt, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8, per_channel=True)
+        got[fmt.name] = analyze(out).params
+    assert got == {k: want for k in got}, (want, got)

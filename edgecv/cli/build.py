@@ -91,17 +91,43 @@ def build(family, alpha, variant, width, depth, resolution, depth_multiplier, dr
 
 @click.command()
 @click.option("--pattern", "-p", help="Shell-style filter, e.g. 'efficientnet_b*'.")
+@click.option("--rebuild", is_flag=True,
+              help="Build the listed models and recompute the costs cached in the package (needs TensorFlow).")
 @output_options
-def models(pattern, as_json, quiet):
-    """List the registered models with their parameters and MACs (builds each; needs TensorFlow)."""
-    from edgecv.builders.cost import model_cost
-    from edgecv.builders.registry import create_model, list_models
+def models(pattern, rebuild, as_json, quiet):
+    """List the registered models with their parameters and MACs (from costs cached in the package)."""
+    from edgecv.builders.registry import list_models
+    from edgecv.sweep.registry_features import cached_costs, refresh
 
-    rows = []
-    for name in list_models(pattern):
-        c = model_cost(create_model(name))
-        rows.append({"name": name, "input_shape": list(c.input_shape), "params": c.params,
-                     "params_deployed": c.params_deployed, "macs": c.macs})
+    names = list_models(pattern)
+    costs = dict(cached_costs())
+    todo = names if rebuild else [n for n in names if n not in costs]
+    if todo:  # --rebuild (rewrites the package's cache), or models not in it (user families: built, not cached)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from edgecv.cli.options import stderr_console
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=stderr_console(), disable=quiet or as_json, transient=False) as bar:
+            task = bar.add_task("building", total=len(todo))
+
+            def step(name):
+                if bar.tasks[task].description != "building":
+                    bar.advance(task)
+                bar.update(task, description=f"building {name}")
+
+            if rebuild:
+                refresh(names=todo, progress=step)
+                costs = dict(cached_costs())
+            else:
+                from edgecv.devices.features import build_entry
+
+                for n in todo:
+                    step(n)
+                    costs[n] = build_entry(n)["cost"]
+            bar.update(task, completed=len(todo), description="built")
+    rows = [{"name": n, "input_shape": list(costs[n]["input_shape"]), "params": costs[n]["params"],
+             "params_deployed": costs[n]["params_deployed"], "macs": costs[n]["macs"]} for n in names]
     if as_json:
         print_json(rows)
         return

@@ -256,31 +256,32 @@ COLUMNS = ("type", "op_class", "name", "output_shape", "macs", "weight_elems", "
 
 
 def build_entry(model_name: str) -> dict:
-    """Build ``model_name`` with the Keras builder and return its cache entry (imports TensorFlow)."""
+    """Build ``model_name`` with the Keras builder and return its cache entry (imports TensorFlow): the deployed
+    op rows and the builder's cost pass (``edgecv.builders.cost.model_cost``: input shape, MACs, parameters with
+    and without BatchNorm), which ``edgecv models`` lists without building anything."""
+    from edgecv.builders.cost import model_cost
     from edgecv.builders.registry import create_model
 
     model = create_model(model_name)
     rows, peak = keras_op_rows(model)
-    return {"columns": list(COLUMNS), "ops": [[r[c] for c in COLUMNS] for r in rows],
+    cost = model_cost(model).to_dict()
+    cost.pop("name", None)
+    return {"columns": list(COLUMNS), "cost": cost, "ops": [[r[c] for c in COLUMNS] for r in rows],
             "macs": sum(r["macs"] for r in rows), "peak_activation_elems": peak}
 
 
-def refresh_cache(model_names: list[str], path: Path = FEATURES_FILE) -> dict:
-    """Rebuild the anchor cache for ``model_names`` and write it atomically."""
+def write_features(path: Path, note: str, models: dict) -> None:
+    """Write a features cache (``edgecv.anchor_features/v1``) atomically, one op per line (small, diffable)."""
     from edgecv.fileio import write_text_atomic
 
-    data = {"schema": "edgecv.anchor_features/v1",
-            "note": "Deployed ops of the anchor models from the Keras builder (edgecv.devices.features). "
-                    "Regenerate: python tools/calibrate_devices.py --refresh-features",
-            "models": {name: build_entry(name) for name in sorted(set(model_names))}}
-    # one op per line keeps the file small and diffable
-    lines = ["{", f'  "schema": {json.dumps(data["schema"])},', f'  "note": {json.dumps(data["note"])},',
-             '  "models": {']
-    names = list(data["models"])
+    lines = ["{", '  "schema": "edgecv.anchor_features/v1",', f'  "note": {json.dumps(note)},', '  "models": {']
+    names = list(models)
     for i, name in enumerate(names):
-        e = data["models"][name]
+        e = models[name]
         lines.append(f"    {json.dumps(name)}: {{")
         lines.append(f'      "columns": {json.dumps(e["columns"])},')
+        if "cost" in e:
+            lines.append(f'      "cost": {json.dumps(e["cost"])},')
         lines.append(f'      "macs": {e["macs"]}, "peak_activation_elems": {e["peak_activation_elems"]},')
         lines.append('      "ops": [')
         lines += [f"        {json.dumps(r)}" + ("," if j < len(e["ops"]) - 1 else "") for j, r in enumerate(e["ops"])]
@@ -289,4 +290,15 @@ def refresh_cache(model_names: list[str], path: Path = FEATURES_FILE) -> dict:
     lines += ["  }", "}"]
     write_text_atomic(path, "\n".join(lines) + "\n")
     _cache.cache_clear()
+
+
+ANCHOR_NOTE = ("Deployed ops of the anchor models from the Keras builder (edgecv.devices.features). "
+               "Regenerate: python tools/calibrate_devices.py --refresh-features")
+
+
+def refresh_cache(model_names: list[str], path: Path = FEATURES_FILE) -> dict:
+    """Rebuild the anchor cache for ``model_names`` and write it atomically."""
+    data = {"schema": "edgecv.anchor_features/v1", "note": ANCHOR_NOTE,
+            "models": {name: build_entry(name) for name in sorted(set(model_names))}}
+    write_features(path, ANCHOR_NOTE, data["models"])
     return data

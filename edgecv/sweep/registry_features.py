@@ -50,26 +50,48 @@ def available() -> list[str]:
     return [n for n in list_models() if n in have]
 
 
-def refresh(path: Path = FILE) -> None:
+NOTE = ("Deployed ops of the registered variants not in edgecv/devices/anchor_features.json. "
+        "Regenerate: edgecv models --rebuild")
+
+
+def cached_costs() -> dict[str, dict]:
+    """The builder's cost pass of every registered model from the two caches (no TensorFlow):
+    name -> {input_shape, macs, params, params_deployed, activation_elems_max}."""
+    from edgecv.devices import features
+
+    out = {n: e["cost"] for n, e in features._cache().get("models", {}).items() if "cost" in e}
+    out.update({n: e["cost"] for n, e in _cache().items() if "cost" in e})
+    return out
+
+
+def refresh(path: Path = FILE, names: list[str] | None = None, progress=None) -> None:
+    """Rebuild the entries of ``names`` (default: every registered model) in both caches (imports TensorFlow).
+
+    ``progress(name)`` is called before each model is built."""
     from edgecv.builders.registry import list_models
     from edgecv.devices import features
-    from edgecv.fileio import write_text_atomic
 
-    names = [n for n in list_models() if n not in features.cached_models()]
-    models = {}
+    names = list(list_models()) if names is None else list(names)
+    anchors = set(features.cached_models())
+    anchor_models = dict(features._cache().get("models", {}))
+    models = dict(_cache())
+    registered = list(list_models())
+
+    def write(anchor: bool) -> None:  # after each model: an interrupted rebuild keeps what it built
+        if anchor:
+            features.write_features(features.FEATURES_FILE, features.ANCHOR_NOTE, anchor_models)
+        else:
+            order = [n for n in registered if n in models] + sorted(set(models) - set(registered))
+            features.write_features(path, NOTE, {n: models[n] for n in order})
+            _cache.cache_clear()
+
     for n in names:
-        print(f"building {n} ...", file=sys.stderr, flush=True)
-        models[n] = features.build_entry(n)
-    lines = ["{", '  "schema": "edgecv.anchor_features/v1",',
-             '  "note": "Deployed ops of the registered variants not in edgecv/devices/anchor_features.json. '
-             'Regenerate: python -m edgecv.sweep.registry_features",', '  "models": {']
-    for i, (n, e) in enumerate(models.items()):
-        ops = ",\n".join(f"        {json.dumps(r)}" for r in e["ops"])
-        lines.append(f'    {json.dumps(n)}: {{\n      "columns": {json.dumps(e["columns"])},\n'
-                     f'      "macs": {e["macs"]}, "peak_activation_elems": {e["peak_activation_elems"]},\n'
-                     f'      "ops": [\n{ops}\n      ]\n    }}' + ("," if i < len(models) - 1 else ""))
-    lines += ["  }", "}"]
-    write_text_atomic(path, "\n".join(lines) + "\n")
+        if progress is not None:
+            progress(n)
+        else:
+            print(f"building {n} ...", file=sys.stderr, flush=True)
+        (anchor_models if n in anchors else models)[n] = features.build_entry(n)
+        write(n in anchors)
 
 
 if __name__ == "__main__":
