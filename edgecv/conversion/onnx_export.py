@@ -15,6 +15,7 @@ avoids it (24.4 dB) at some precision cost: use it for x86 targets without VNNI.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import tempfile
 from collections.abc import Callable
@@ -38,7 +39,8 @@ def export_float(model, opset: int = 17) -> bytes:
 
     from edgecv.conversion.tflite import freeze
 
-    frozen = freeze(model, batch=None)
+    with _grouped_conv_without_xla():
+        frozen = freeze(model, batch=None)
     inp = [t.name for t in frozen.inputs if t.dtype == tf.float32]
     out = [t.name for t in frozen.outputs]
     proto, _ = tf2onnx.convert.from_graph_def(frozen.graph.as_graph_def(), input_names=inp, output_names=out,
@@ -57,6 +59,37 @@ def export_float(model, opset: int = 17) -> bytes:
         if vi.name in renames:
             vi.name = renames[vi.name]
     return proto.SerializeToString()
+
+
+@contextlib.contextmanager
+def _grouped_conv_without_xla():
+    """Trace grouped convolutions (``Conv2D(groups>1)``: ConvNeXt's depthwise layers) as plain TensorFlow Conv2D.
+
+    Keras' TensorFlow backend runs them in an XLA-compiled function (TensorFlow's CPU kernel lacks groups);
+    tf2onnx cannot convert that call and leaves a ``StatefulPartitionedCall`` node no runtime knows. The plain op
+    is only traced here, never run, and tf2onnx converts it to a Conv with ``group``."""
+    try:
+        from keras.src import backend as kbackend
+        from keras.src.backend.tensorflow import nn as knn
+    except ImportError:  # another Keras layout: trace as Keras does
+        yield
+        return
+    import tensorflow as tf
+
+    orig = knn.conv
+
+    def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+        if (kbackend.standardize_data_format(data_format) == "channels_last" and len(inputs.shape) == 4
+                and inputs.shape[-1] is not None and inputs.shape[-1] != kernel.shape[-2]):
+            return tf.nn.convolution(inputs, kernel, strides, padding.upper(), data_format="NHWC",
+                                     dilations=dilation_rate)
+        return orig(inputs, kernel, strides, padding, data_format, dilation_rate)
+
+    knn.conv = conv
+    try:
+        yield
+    finally:
+        knn.conv = orig
 
 
 def int8_kernels_saturate(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
