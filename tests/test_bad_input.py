@@ -146,6 +146,8 @@ CASES = [
           "--resolution", "32,64,96,128,160,192,224,256", "--precision", "float32,float16,int8",
           "--format", "tflite,onnx"], "520 points", "--yes", id="sweep 520 points without --yes"),
     case(["sweep", "--family", "resnet", "--alpha", "0.5"], "resnet"),
+    case(["sweep", "--family", "mobilenet", "--alpha", "0.25", "--samples", "100000000"], "--samples 100000000",
+         "EDGECV_MAX_SAMPLE_BYTES", id="sweep --samples 100000000"),
     # recommend
     case(["recommend", "--device", "rpi9", "--budget-ms", "30"], "--device", "rpi9"),
     case(["recommend", "--device", "rpi4", "--budget-ms", "-3"], "--budget-ms", "-3"),

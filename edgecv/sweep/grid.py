@@ -175,6 +175,17 @@ def build_spec(family: str, *, alpha: str | None = None, resolution: str | None 
         if cfg.name not in [c.name for c in configs]:
             configs.append(cfg)
 
+    # the samples every point draws (and, without --calib, the photos written once): bounded by memory up front
+    from edgecv.validate import check_sample_memory
+
+    samples = options.get("samples", SweepSpec.samples)
+    verify = options.get("verify_samples", SweepSpec.verify_samples)
+    shapes = [tuple(c.input_shape) for c in configs]
+    if options.get("calib") is None:
+        shapes.append((256, 256, 3))  # edgecv.sweep.api.prepare_calibration's photos
+    if isinstance(samples, int) and isinstance(verify, int):
+        check_sample_memory(samples + verify, max(shapes, key=lambda s: s[0] * s[1] * s[2]),
+                            f"--samples {samples} + --verify-samples {verify}")
     pairs = [(p, f) for p in precisions for f in formats if p in SUPPORTED[f]]
     if combos is not None:
         for p, f in combos:
