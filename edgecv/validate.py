@@ -15,6 +15,7 @@ from typing import Any
 from edgecv.errors import EdgecvError, suggest
 
 SEED_MAX = 2**32 - 1  # numpy, TensorFlow and Keras all accept seeds in 0..2**32-1
+MAX_THREADS = 1024  # LiteRT runs 1024 threads; 100000 crashes it (SIGSEGV)
 MAX_SAMPLE_BYTES_ENV = "EDGECV_MAX_SAMPLE_BYTES"
 
 

@@ -131,6 +131,7 @@ CASES = [
     case(["profile", "{d}/model.txt"], "model.txt"),
     case(["profile", "{d}/random.tflite", "--runs", "0"], "--runs", "0"),
     case(["profile", "{d}/random.tflite", "--threads", "0"], "--threads", "0"),
+    case(["profile", "{d}/random.tflite", "--threads", "100000"], "threads", "100000"),  # crashed LiteRT
     case(["profile", "{d}/random.tflite", "--warmup-runs", "-1"], "--warmup-runs", "-1"),
     case(["profile", "{d}/random.tflite", "--runtime", "tensorrt"], "--runtime", "tensorrt"),
     case(["profile", "{d}/random.tflite", "--min-time-s", "x"], "--min-time-s", "x"),
