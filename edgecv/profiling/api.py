@@ -19,7 +19,7 @@ from edgecv.errors import EdgecvError
 from edgecv.profiling._child import check_model_path, run_child
 from edgecv.profiling.static import StaticAnalysis, analyze
 from edgecv.records import LatencyStats, ProfileResult
-from edgecv.validate import int_at_least, non_negative_float
+from edgecv.validate import MAX_THREADS, int_at_least, non_negative_float
 
 RUNTIMES = ("litert", "onnxruntime")
 RUNNER = Path(__file__).with_name("runner.py")
@@ -111,7 +111,7 @@ def profile(path: str | os.PathLike, runtime: str | None = None, threads: int | 
     default XNNPACK delegate, ONNX Runtime with ``threads`` intra-op threads. Returns a ``ProfileResult``
     with ``mode="measured"`` and ``device="host"`` (``mode="static"`` when ``measure`` is False).
     """
-    threads = default_threads() if threads is None else int_at_least("threads", threads, 1, keyword=True)
+    threads = default_threads() if threads is None else int_at_least("threads", threads, 1, maximum=MAX_THREADS, keyword=True)
     int_at_least("warmup_runs", warmup_runs, 0, keyword=True)
     int_at_least("runs", runs, 1, keyword=True)
     non_negative_float("min_time_s", min_time_s, keyword=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from edgecv.errors import EdgecvError
 from edgecv.records import LatencyStats, ProfileResult
-from edgecv.validate import int_at_least, non_negative_float
+from edgecv.validate import MAX_THREADS, int_at_least, non_negative_float
 
 __all__ = ["profile_target", "parse_target"]
 
@@ -110,7 +110,7 @@ def profile_target(path: str | os.PathLike, target: str, threads: int | None = N
     fmt = _model_format(path)
     tgt = parse_target(target)
     if threads is not None:
-        int_at_least("threads", threads, 1, keyword=True)
+        int_at_least("threads", threads, 1, maximum=MAX_THREADS, keyword=True)
     int_at_least("warmup_runs", warmup_runs, 0, keyword=True)
     int_at_least("runs", runs, 1, keyword=True)
     non_negative_float("min_time_s", min_time_s, keyword=True)
