@@ -111,6 +111,8 @@ def mirror() -> str:
         except OSError:
             continue
         for line in text.splitlines():
+            if line.lstrip().startswith("#"):
+                continue
             words = line.replace("URIs:", " ").split()
             for w in words:
                 if w.startswith("http") and "/debian" in w and "security" not in w:
