@@ -329,7 +329,8 @@ def _venv(path: Path, with_numpy: bool) -> Path:
 def test_ssh_missing_runtime_says_what_to_install(sshd, mobilenet, tmp_path):
     py = _venv(tmp_path / "venv", with_numpy=True)
     msg = _fails("no TFLite runtime", sshd, mobilenet, ssh_options=sshd.options(), python=str(py))
-    assert "pip install ai-edge-litert" in msg and "tflite-runtime" in msg
+    assert "pip install numpy ai-edge-litert" in msg and "pip install tflite-runtime" in msg
+    assert "python3 -m venv" in msg  # the venv route: Raspberry Pi OS refuses `python3 -m pip install`
     py = _venv(tmp_path / "bare", with_numpy=False)
     _fails("numpy is missing", sshd, mobilenet, ssh_options=sshd.options(), python=str(py))
 

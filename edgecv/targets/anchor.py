@@ -166,6 +166,8 @@ def comparison(result, predicted) -> dict[str, Any]:
         out["error_pct"] = 100.0 * (pred - meas) / meas
         out["ratio_measured_to_predicted"] = meas / pred
     extra = getattr(predicted, "prediction", None) if not isinstance(predicted, dict) else predicted.get("prediction")
+    if extra is not None and not isinstance(extra, dict) and hasattr(extra, "to_dict"):  # a Prediction record
+        extra = extra.to_dict()
     if isinstance(extra, dict):
         for k in ("band_low_ms", "band_high_ms", "band", "fits_ram", "meets_budget", "fps", "warnings"):
             if k in extra:
