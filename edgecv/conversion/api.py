@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from edgecv.conversion.calibration import CalibrationData, CalibrationSummary, load_calibration
-from edgecv.conversion.loading import LoadedModel, load_model, preprocessing_dict, resolve_preprocessing
+from edgecv.conversion.loading import (LoadedModel, load_model, preprocessing_dict, preprocessing_warning,
+                                      resolve_preprocessing)
 from edgecv.conversion.onnx_export import int8_kernels_saturate
 from edgecv.conversion.options import check_float_layers, check_request
 from edgecv.conversion.preprocess import InputPreprocessing
@@ -77,7 +78,8 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
     # load
     with reporter.task("loading model"):
         loaded = load_model(model, isolate=isolate_load)
-    loaded = dataclasses.replace(loaded, preprocessing=resolve_preprocessing(loaded, preprocess, reporter))
+    pre_warning = preprocessing_warning(loaded, preprocess)
+    loaded = dataclasses.replace(loaded, preprocessing=resolve_preprocessing(loaded, preprocess))
     km = loaded.keras_model
     input_shape = tuple(km.input_shape[1:])
     check_float_layers(km, loaded.name, float_layers)
@@ -118,6 +120,8 @@ def quantize(model: Any, precision: str = "int8", *, format: str = "tflite", cal
         layer_report, diagnosis = debug_report(km, data, ref, verification, io_type, allow_float_fallback,
                                                float_layers, reporter)
     # write
+    if pre_warning:
+        reporter.warn(pre_warning)
     result = ConversionResult(
         model=loaded.name, source=loaded.source, format=format, precision=precision, path=str(final),
         sidecar=str(final) + ".json", status="ok" if verification is None or verification.passed else "failed",

@@ -178,26 +178,35 @@ def _preprocessing_for(km: Any, name: str) -> tuple[InputPreprocessing, str | No
 
 
 def resolve_preprocessing(loaded: LoadedModel, preprocess: str | InputPreprocessing | None,
-                          reporter: Reporter) -> InputPreprocessing:
+                          reporter: Reporter | None = None) -> InputPreprocessing:
     """The model's input preprocessing, for its channel count: ``--preprocess`` when given, else the family's
-    (edgecv models), the model's own (a Rescaling/Normalization input layer: raw pixels) or ``tf`` with a
-    warning."""
+    (edgecv models), the model's own (a Rescaling/Normalization input layer: raw pixels) or ``tf``
+    (:func:`preprocessing_warning` says so)."""
     c = int(loaded.keras_model.input_shape[-1])
     if preprocess is not None:
         from edgecv.conversion.preprocess import check_length
 
         pre = parse_preprocess(preprocess)
         check_length(pre, c)
-        if loaded.preprocessing.source == "detected" and not pre.in_model:
-            reporter.warn(f"--preprocess {pre.name}: {loaded.name} normalizes its input itself (a Rescaling/"
-                          f"Normalization layer at its input) and usually expects raw pixels (--preprocess none)")
     else:
         pre = loaded.preprocessing
-        if pre.source == "default":
-            reporter.warn(f"{loaded.name}: no preprocessing known for this model (not an edgecv model, no "
-                          f"Rescaling/Normalization input layer): assuming --preprocess tf (pixels to [-1, 1]); "
-                          f"pass --preprocess none|tf|torch|caffe|mean=..;std=.. to say what it was trained on")
     return pre.for_channels(c)
+
+
+def preprocessing_warning(loaded: LoadedModel, preprocess: str | InputPreprocessing | None) -> str | None:
+    """A warning when the preprocessing is a guess (``tf`` by default) or contradicts the model (given after the
+    artifact is written, so that an error stays the only line on stderr)."""
+    if preprocess is not None:
+        pre = parse_preprocess(preprocess)
+        if loaded.preprocessing.source == "detected" and not pre.in_model:
+            return (f"--preprocess {pre.name}: {loaded.name} normalizes its input itself (a Rescaling/"
+                    f"Normalization layer at its input) and usually expects raw pixels (--preprocess none)")
+        return None
+    if loaded.preprocessing.source == "default":
+        return (f"{loaded.name}: no preprocessing known for this model (not an edgecv model, no "
+                f"Rescaling/Normalization input layer): assumed --preprocess tf (pixels to [-1, 1]); "
+                f"pass --preprocess none|tf|torch|caffe|mean=..;std=.. to say what it was trained on")
+    return None
 
 
 def preprocessing_dict(pre: InputPreprocessing | Preprocessing, input_shape: tuple) -> dict[str, Any]:
