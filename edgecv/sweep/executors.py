@@ -43,6 +43,11 @@ class LocalExecutor:
         from edgecv.isolation import on_forced_exit
 
         os.environ["PYTHONSAFEPATH"] = "1"  # inherited by the spawned workers (``python -c ...``)
+        # After a forced end (signal, killed parent) the resource tracker removes the pool's semaphores, and says
+        # so in a warning on the shared stderr after edgecv's one line: it is doing its job, keep it quiet.
+        quiet = "ignore:resource_tracker:UserWarning"
+        if quiet not in os.environ.get("PYTHONWARNINGS", ""):
+            os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet]))
         self.jobs = jobs
         self._pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_init_local_worker, initargs=(os.getpid(),))
