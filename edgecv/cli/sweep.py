@@ -9,6 +9,8 @@ from edgecv.cli.options import (calibration_options, output_dir_option, output_o
 
 
 @click.command()
+@click.option("--model", "model_files", metavar="FILE.keras,...",
+              help="Trained models as .keras files, each swept instead of a --family grid (no build stage).")
 @click.option("--family", default="mobilenet", show_default=True,
               help="mobilenet, mobilenet_v2, efficientnet or efficientnet_lite.")
 @click.option("--alpha", metavar="A,...", help="Width multipliers (MobileNets), e.g. 0.25,0.5,0.75,1.0.")
@@ -18,6 +20,11 @@ from edgecv.cli.options import (calibration_options, output_dir_option, output_o
               help="float32, float16, int8, dynamic.")
 @click.option("--format", "fmt", default="tflite", show_default=True, metavar="F,...",
               help="tflite and/or onnx (onnx: float32, int8).")
+@click.option("--classes", type=int, callback=positive_int("--classes"),
+              help="Output classes of the --family models [default: 1000].")
+@click.option("--weights", type=click.Path(dir_okay=False),
+              help="Keras weights file (.weights.h5/.h5) loaded by layer name into the --family model (one "
+                   "architecture).")
 @click.option("--device", metavar="ID,...", help="Device profiles to predict, e.g. rpi4,pixel4 (see `edgecv devices`).")
 @calibration_options("sample photos shipped with scikit-image")
 @verification_options()
@@ -40,7 +47,7 @@ from edgecv.cli.options import (calibration_options, output_dir_option, output_o
 @click.option("--labels", "eval_labels", metavar="FILE",
               help="With --eval-data: class names one a line, in the models' output order.")
 @output_options
-def sweep(family, alpha, variant, resolution, precision, fmt, device, calib, samples, verify_samples, measure_host,
+def sweep(model_files, family, classes, weights, alpha, variant, resolution, precision, fmt, device, calib, samples, verify_samples, measure_host,
           threads, jobs, executor, address, output_dir, force, yes, no_report, eval_data, eval_labels, as_json, quiet):
     """Build, convert, verify and profile a grid of models; write results.csv, results.json and report.html.
 
@@ -53,13 +60,23 @@ def sweep(family, alpha, variant, resolution, precision, fmt, device, calib, sam
     from edgecv.errors import EdgecvError
     from edgecv.fileio import check_output_dir
     from edgecv.sweep.api import SweepFailed, run_sweep
-    from edgecv.sweep.grid import build_spec, check_size
+    from edgecv.sweep.grid import build_spec, check_size, files_spec
 
     if address is not None and executor != "ray":
         raise EdgecvError(f"--address applies to --executor ray only. Received: {address!r}")
-    spec = build_spec(family, alpha=alpha, resolution=resolution, variant=variant, precision=precision, fmt=fmt,
-                      device=device, calib=calib, samples=samples, verify_samples=verify_samples,
-                      measure_host=measure_host, host_threads=threads, threads=threads)
+    options = dict(calib=calib, samples=samples, verify_samples=verify_samples, measure_host=measure_host,
+                   host_threads=threads, threads=threads)
+    if model_files is not None:
+        ctx = click.get_current_context()
+        mixed = [f"--{n}" for n in ("family", "alpha", "variant", "resolution", "classes", "weights")
+                 if ctx.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
+        if mixed:
+            raise EdgecvError(f"--model: a sweep of .keras files takes no {'/'.join(mixed)} (grid options of "
+                              f"--family models). Received: --model {model_files!r} with {' '.join(mixed)}")
+        spec = files_spec(model_files, precision=precision, fmt=fmt, device=device, **options)
+    else:
+        spec = build_spec(family, alpha=alpha, resolution=resolution, variant=variant, precision=precision,
+                          fmt=fmt, device=device, classes=classes, weights=weights, **options)
     check_size(spec, yes)
     if calib is not None and calib != "synthetic":
         from edgecv.conversion.calibration import precheck

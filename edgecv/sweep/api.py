@@ -234,7 +234,8 @@ def run_sweep(spec: SweepSpec, output_dir: str | os.PathLike = "edgecv_sweep", *
         d.mkdir(parents=True, exist_ok=True)
     _clean_partials(paths.points, paths.stages, paths.models, paths.artifacts, root)
     versions = tool_versions()
-    vkey = hashlib.sha256(json.dumps({"build": "bn-recalibrated/v1", "versions": versions},
+    vkey = hashlib.sha256(json.dumps({"build": "bn-recalibrated/v1", "versions": versions}
+                                     | ({"weights": spec.weights_sha256} if spec.weights_sha256 else {}),
                                      sort_keys=True).encode()).hexdigest()
 
     keys = {p: point_key(p, spec, versions) for p in spec.points}
@@ -378,7 +379,7 @@ def _run_points(spec, todo, keys, paths, vkey, calib, executor, jobs, address, f
         else:
             errors.append(f"{p.id}: {msg}")
         order = ["build", "convert", "profile"] + (["measure"] if spec.measure_host else [])
-        for later in order[order.index(stage) + 1:]:
+        for later in order[order.index("build" if stage == "load" else stage) + 1:]:
             progress.advance(later)
 
     ex = make_executor(executor, jobs, address)
@@ -387,7 +388,7 @@ def _run_points(spec, todo, keys, paths, vkey, calib, executor, jobs, address, f
     # finish one after another (a killed sweep keeps them) instead of all conversions before any profile.
     ready: list[tuple[int, int, str, Any, tuple]] = []
     seq = iter(range(1 << 62))
-    priority = {"profile": 0, "convert": 1, "build": 2}
+    priority = {"profile": 0, "convert": 1, "build": 2, "load": 2}
 
     def fill() -> None:
         while ready and len(pending) < slots:
@@ -408,7 +409,7 @@ def _run_points(spec, todo, keys, paths, vkey, calib, executor, jobs, address, f
                 start_profile(p)
                 return
             submit("convert", p, built[p.model]["path"], p.precision, p.format, str(paths.artifact(p)), calib,
-                   spec.samples, spec.verify_samples)
+                   spec.samples, spec.verify_samples, spec.file_of(p.model) is not None)
 
         def start_profile(p: Point) -> None:
             sf = paths.stage_file(p, keys[p], "profile")
@@ -427,6 +428,10 @@ def _run_points(spec, todo, keys, paths, vkey, calib, executor, jobs, address, f
                 finish(p, "ok")
 
         for model, pts in by_model.items():
+            src = spec.file_of(model)
+            if src is not None:  # a user's trained .keras file: loaded (in a child first), not built
+                submit("load", model, model, src[0])
+                continue
             kp = paths.keras(model, vkey)
             if kp.is_file() and not force and _build_problem(rec := _read_json(kp.with_suffix(".json"))) is None:
                 built[model] = rec
@@ -434,7 +439,7 @@ def _run_points(spec, todo, keys, paths, vkey, calib, executor, jobs, address, f
                 for p in pts:
                     start_convert(p)
             else:
-                submit("build", model, model, str(kp))
+                submit("build", model, model, str(kp), 0, spec.weights)
 
         fill()
         while pending:
@@ -442,15 +447,16 @@ def _run_points(spec, todo, keys, paths, vkey, calib, executor, jobs, address, f
             for h in finished:
                 stage, subject = pending.pop(h)
                 out = ex.result(h)
-                if stage == "build":
+                if stage in ("build", "load"):
                     progress.advance("build")
                     model = subject
                     if not out["ok"]:
                         for p in by_model[model]:
-                            fail(p, "build", out)
+                            fail(p, stage, out)
                         continue
                     built[model] = out["value"]
-                    write_json_atomic(Path(out["value"]["path"]).with_suffix(".json"), out["value"])
+                    if stage == "build":  # a loaded user's file is not cached (nor written beside)
+                        write_json_atomic(Path(out["value"]["path"]).with_suffix(".json"), out["value"])
                     for p in by_model[model]:
                         start_convert(p)
                 else:  # "convert" or "profile" of one point
@@ -510,15 +516,17 @@ def point_rows(rec: dict, devices: tuple[str, ...] | list[str], threads: int | N
                on_predicted=None) -> list[dict[str, Any]]:
     """The result rows of one finished point: host (measured), each device (predicted), or static only."""
     from edgecv.devices.predict import predict_profile
-    from edgecv.report.published import lookup
+    from edgecv.report.published import lookup_name
 
     pt = rec["point"]
     conv = rec.get("conversion") or {}
     ver = conv.get("verification") or {}
     build = rec.get("build") or {}
-    pub = lookup(pt["family"], pt["width"], pt["resolution"], pt.get("variant"))
+    # published ImageNet figures belong to the reference architectures only (not a user's file, not 10 classes)
+    pub = None if pt["family"] == "keras" else lookup_name(pt["model"])
+    shape = build.get("input_shape") or [None]
     base = {"point": f"{pt['model']}_{pt['precision']}_{pt['format']}", "family": pt["family"],
-            "model": pt["model"], "width": pt["width"], "resolution": pt["resolution"],
+            "model": pt["model"], "width": pt["width"] or None, "resolution": pt["resolution"] or shape[0],
             "variant": pt.get("variant") or "", "status": rec.get("status"), "error": rec.get("error") or "",
             "artifact": conv.get("path", ""), "sqnr_db": ver.get("sqnr_db"),
             "top1_agreement": ver.get("top1_agreement"), "max_abs_error": ver.get("max_abs_error"),

@@ -133,6 +133,18 @@ class SweepSpec:
     host_min_time_s: float = 0.5
     threads: int | None = None  # threads of the device predictions (None: the device's default)
     points: tuple[Point, ...] = field(default=(), compare=False)
+    # trained models: ``.keras`` files (model name, path, sha256 of the content), or the registry models built
+    # with a weights file (path, sha256 of the content); both content digests are part of the points' keys
+    files: tuple[tuple[str, str, str], ...] = ()
+    weights: str | None = None
+    weights_sha256: str | None = None
+
+    def file_of(self, model: str) -> tuple[str, str] | None:
+        """(path, sha256) of the ``.keras`` file behind ``model``, or None for a registry model."""
+        for name, path, digest in self.files:
+            if name == model:
+                return path, digest
+        return None
 
     def conversion_options(self) -> dict[str, Any]:
         """The options that change a point's result (part of its cache key)."""
@@ -144,10 +156,13 @@ class SweepSpec:
 def build_spec(family: str, *, alpha: str | None = None, resolution: str | None = None,
                variant: str | None = None, precision: str | None = "float32,float16,int8",
                fmt: str | None = "tflite", device: str | None = None,
-               combos: tuple[tuple[str, str], ...] | None = None, **options: Any) -> SweepSpec:
+               combos: tuple[tuple[str, str], ...] | None = None, classes: int | None = None,
+               weights: str | None = None, **options: Any) -> SweepSpec:
     """Parse the CLI's comma-separated lists into a validated :class:`SweepSpec` (EdgecvError on bad input).
 
     ``combos``: explicit (precision, format) pairs instead of every supported precision x format.
+    ``classes``: output classes of the registry models (default 1000). ``weights``: a Keras weights file
+    (``.h5``/``.weights.h5``, read as ``edgecv build --weights`` reads it) loaded into the grid's one model.
     """
     from edgecv.builders.arch import family_by_cli_name
     from edgecv.builders.registry import config_for
@@ -171,6 +186,8 @@ def build_spec(family: str, *, alpha: str | None = None, resolution: str | None 
         knobs = [dict(alpha=a, resolution=r) for a in (alphas or [1.0]) for r in (resolutions or [None])]
     configs = []
     for k in knobs:
+        if classes is not None:
+            k["classes"] = classes
         cfg = config_for(family, **k)  # validates (EdgecvError naming the option and value)
         if cfg.name not in [c.name for c in configs]:
             configs.append(cfg)
@@ -200,8 +217,76 @@ def build_spec(family: str, *, alpha: str | None = None, resolution: str | None 
                               f"(tflite: {', '.join(SUPPORTED['tflite'])}; onnx: {', '.join(SUPPORTED['onnx'])})")
     points = tuple(Point(family=c.family, model=c.name, width=c.width, resolution=c.resolution, variant=c.variant,
                          precision=p, format=f) for c in configs for p, f in pairs)
+    wsha = None
+    if weights is not None:
+        wsha = _weights_digest(weights)
+        if len(configs) > 1:
+            raise EdgecvError(f"--weights: one weights file fits one architecture, and the grid has {len(configs)} "
+                              f"({', '.join(c.name for c in configs)}); sweep one --alpha/--variant and "
+                              f"--resolution. Received: {weights!r}")
     return SweepSpec(family=fam.cli, models=tuple(c.name for c in configs), precisions=tuple(precisions),
-                     formats=tuple(formats), devices=tuple(devices), points=points, **options)
+                     formats=tuple(formats), devices=tuple(devices), points=points, weights=weights,
+                     weights_sha256=wsha, **options)
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _weights_digest(weights: str) -> str:
+    import os
+
+    if not os.path.isfile(weights):
+        raise EdgecvError(f"--weights: no such file. Received: {weights!r}")
+    if not weights.lower().endswith((".h5", ".hdf5")):
+        raise EdgecvError(f"--weights: expected a Keras weights file (.weights.h5 or .h5). Received: {weights!r}")
+    try:
+        return _sha256(weights)
+    except OSError as exc:
+        raise EdgecvError(f"--weights: cannot read {weights!r}: {exc.strerror or exc}") from None
+
+
+def files_spec(models: str, *, precision: str | None = "float32,float16,int8", fmt: str | None = "tflite",
+               device: str | None = None, **options: Any) -> SweepSpec:
+    """A sweep of trained models given as ``.keras`` files (``--model a.keras,b.keras``): each file is a point
+    source (no build stage), checked here without TensorFlow (``check_keras_file``: a .keras zip, sizes bounded,
+    no unsafe member) and loaded later in a child process; its content digest is part of its points' keys."""
+    import os
+    import re
+    from pathlib import Path
+
+    from edgecv.conversion.loading import check_keras_file
+
+    precisions = parse_choices("--precision", precision, PRECISIONS)
+    formats = parse_choices("--format", fmt, FORMATS)
+    devices = parse_devices(device) if device is not None else []
+    files: list[tuple[str, str, str]] = []
+    for item in _items("--model", models):
+        check_keras_file(Path(item), option="--model")
+        if any(os.path.abspath(item) == os.path.abspath(f[1]) for f in files):
+            continue
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(item).stem) or "model"
+        base, n = name, 2
+        while any(f[0] == name for f in files):
+            name, n = f"{base}_{n}", n + 1
+        try:
+            digest = _sha256(item)
+        except OSError as exc:
+            raise EdgecvError(f"--model: cannot read {item!r}: {exc.strerror or exc}") from None
+        files.append((name, item, digest))
+    pairs = [(p, f) for p in precisions for f in formats if p in SUPPORTED[f]]
+    for p in precisions:
+        if not any(pp == p for pp, _ in pairs):
+            raise EdgecvError(f"--precision {p} is not available with --format {','.join(formats)} "
+                              f"(tflite: {', '.join(SUPPORTED['tflite'])}; onnx: {', '.join(SUPPORTED['onnx'])})")
+    points = tuple(Point(family="keras", model=name, width=0.0, resolution=0, variant=None, precision=p, format=f)
+                   for name, _, _ in files for p, f in pairs)
+    return SweepSpec(family="keras", models=tuple(f[0] for f in files), precisions=tuple(precisions),
+                     formats=tuple(formats), devices=tuple(devices), points=points, files=tuple(files), **options)
 
 
 def check_size(spec: SweepSpec, yes: bool, limit: int = MAX_POINTS_WITHOUT_YES) -> None:
@@ -242,6 +327,11 @@ def point_key(point: Point, spec: SweepSpec, versions: dict[str, str]) -> str:
             opts["host_threads"] = default_threads()
     else:
         opts.update(host_threads=None, host_runs=None, host_min_time_s=None)
+    src = spec.file_of(point.model)
+    if src is not None:
+        opts["model_sha256"] = src[1]
+    if spec.weights_sha256 is not None:
+        opts["weights_sha256"] = spec.weights_sha256
     blob = json.dumps({"schema": SCHEMA, "point": asdict(point), "options": opts, "versions": versions},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
