@@ -58,7 +58,32 @@ def export_float(model, opset: int = 17) -> bytes:
     for vi in (*proto.graph.input, *proto.graph.output):
         if vi.name in renames:
             vi.name = renames[vi.name]
+    _erfc_as_erf(proto)
     return proto.SerializeToString()
+
+
+def _erfc_as_erf(proto) -> None:
+    """tf2onnx passes TensorFlow's ``Erfc`` (exact GELU in Keras 3: ConvNeXt) through as an op ONNX does not
+    have; rewrite each as ``1 - Erf(x)``."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    nodes = list(proto.graph.node)
+    if not any(n.op_type == "Erfc" and n.domain in ("", "ai.onnx") for n in nodes):
+        return
+    one = "edgecv_erfc_one"
+    proto.graph.initializer.append(numpy_helper.from_array(np.array(1.0, np.float32), one))
+    out = []
+    for n in nodes:
+        if n.op_type == "Erfc" and n.domain in ("", "ai.onnx"):
+            erf = f"{n.name}_erf"
+            out.append(helper.make_node("Erf", [n.input[0]], [erf], name=f"{n.name}/Erf"))
+            out.append(helper.make_node("Sub", [one, erf], [n.output[0]], name=f"{n.name}/OneMinus"))
+        else:
+            out.append(n)
+    del proto.graph.node[:]
+    proto.graph.node.extend(out)
+    onnx.checker.check_model(proto)
 
 
 @contextlib.contextmanager
