@@ -117,3 +117,30 @@ def test_bad_input_one_line(tmp_path, extra, needle):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], lines
     assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_sweep_registry_model_with_trained_weights(digits_setup, tmp_path):
+    """The digits model's weights file loaded into the registry model (--classes 10 --weights): the float32
+    artifact's measured top-1 equals a LiteRT loop here and the Keras model's top-1 (computed in this process);
+    the same file with --classes 5 does not fit: each point fails with one line naming --weights."""
+    s = digits_setup
+    weights = tmp_path / "digits.weights.h5"
+    s["model"].save_weights(weights)
+    out = tmp_path / "sw"
+    base = ["sweep", "--family", "mobilenet", "--alpha", "0.25", "--resolution", "32", "--precision", "float32",
+            "--weights", str(weights), "--eval-data", str(s["val"]), "-o", str(out), "-q", "--no-report"]
+    r = _run(base + ["--classes", "10"])
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads((out / "results.json").read_text())["rows"]
+    assert row["model"] == "mobilenet_v1_0.25_32_c10" and row["published_top1"] is None
+    pixels, y = _read_folder(s["val"])
+    x = (pixels - 127.5) / 127.5
+    want = 100.0 * float(np.mean(_litert(row["artifact"], x).argmax(1) == y))
+    keras_top1 = 100.0 * float(np.mean(np.asarray(s["model"].predict(x, verbose=0)).argmax(1) == y))
+    assert row["measured_top1"] == pytest.approx(want, abs=1e-3)
+    assert abs(row["measured_top1"] - keras_top1) <= 100.0 / len(y) + 1e-6  # float32: at most one image differs
+    r = _run(base + ["--classes", "5", "-o", str(tmp_path / "sw5")])
+    assert r.returncode == 1
+    (row,) = json.loads((tmp_path / "sw5" / "results.json").read_text())["rows"]
+    assert row["status"] == "error" and "--weights" in row["error"] and "\n" not in row["error"]
