@@ -56,6 +56,9 @@ def sweep(model_files, family, classes, weights, alpha, variant, resolution, pre
 
     Example: edgecv sweep --family mobilenet --alpha 0.25,0.5,0.75,1.0 --resolution 128,160,192,224
     --precision float32,float16,int8 --device rpi4,pixel4 -j 2
+
+    Trained models: edgecv sweep --model digits.keras --precision int8,float32 --calib calib.npy
+    --eval-data val/ --device rpi4
     """
     from edgecv.errors import EdgecvError
     from edgecv.fileio import check_output_dir
