@@ -362,3 +362,53 @@ def test_prediction_record_round_trips():
     assert again == res and again.to_dict() == res.to_dict()
     assert isinstance(res.to_dict()["prediction"], dict) and res.to_dict()["prediction"]["warnings"] == list(
         res.prediction.warnings)
+
+
+# --- host calibration gated by the CPU fingerprint, fallback priced per op ------------------------------------
+
+def _calibration_for(machine: dict) -> dict:
+    coeffs = {"conv_fp32_peak_fraction": 0.5, "dw_fp32_peak_fraction": 0.25, "conv_int8_peak_fraction": 0.4,
+              "dw_int8_peak_fraction": 0.2, "elementwise_bytes_per_cycle": 40.0, "overhead_us_per_op": 0.1}
+    return {"machine": machine, "partition_cycles": 1000, "builtin_op_cycles_per_byte": {"HARD_SWISH int8": 4.0},
+            "host": {"date": "2026-01-01", "models": ["MobileNet:128:0.5"], "coefficients": coeffs}}
+
+
+def test_host_uses_its_calibration_only_on_a_matching_cpu(monkeypatch):
+    """The host's measured coefficients apply when the running CPU is the calibrated one; another CPU (a
+    different model name) gets the profile's priors and a warning that says so."""
+    from edgecv.devices import model as m
+    from edgecv.profiling.cpu_probe import fingerprint
+
+    host = load_profile("host")
+    static = anchor_static("mobilenet_v2_1.00_224", "int8")
+    monkeypatch.setattr(m, "kernel_calibration", lambda: _calibration_for(fingerprint()))
+    p = m.device_params(host)
+    assert (p.conv_int8, p.dw_fp32, p.elementwise, p.overhead_s) == (0.4, 0.25, 40.0, pytest.approx(1e-7))
+    warn = predict_profile(static, host, 1).prediction["warnings"]
+    assert any("coefficients measured on this CPU (2026-01-01" in w for w in warn)
+    assert m.device_params(load_profile("rpi4")) == m.Params.from_coefficients(load_profile("rpi4").prediction)
+
+    other = dict(fingerprint(), cpu_model="Some Other CPU")
+    monkeypatch.setattr(m, "kernel_calibration", lambda: _calibration_for(other))
+    assert m.device_params(host) == m.Params.from_coefficients(host.prediction)
+    warn = predict_profile(static, host, 1).prediction["warnings"]
+    assert any("no kernel calibration matches this CPU" in w for w in warn)
+
+
+def test_fallback_op_priced_from_its_builtin_kernel(monkeypatch):
+    """An int8 HARD_SWISH left to the built-in kernels costs the calibrated cycles per byte (hand computation:
+    4 cycles/byte x (input + output bytes) at the device's fastest clock) plus the per-op overhead, whatever the
+    roofline would say; the same op on XNNPACK is priced by the roofline."""
+    from edgecv.devices import model as m
+
+    monkeypatch.setattr(m, "kernel_calibration", lambda: _calibration_for({"cpu_model": "elsewhere"}))
+    dev = load_profile("rpi4")
+    op = OpStat(0, "HARD_SWISH", "elementwise", "int8", (1, 28, 28, 32), 0, 0, 0, 25088, 25088, delegated=False)
+    params = m.Params.from_coefficients(dev.prediction)
+    ghz = dev.cores_by_speed()[0].freq_ghz
+    expected = 4.0 * 2 * 25088 / (ghz * 1e9) + params.overhead_s
+    assert m.latency_s(m.op_terms([op], dev, 1), params) == pytest.approx(expected)
+    on_xnn = dataclasses.replace(op, delegated=True)
+    assert m.latency_s(m.op_terms([on_xnn], dev, 1), params) < expected / 3
+    # partitions: (partitions - 1) x cycles at the fastest clock
+    assert m.partition_seconds(dev, 5) == pytest.approx(4 * 1000 / (ghz * 1e9))

@@ -69,6 +69,54 @@ def builtin_slowdown(op_class: str, dtype: str) -> float:
     return float(d.get(group) or d.get("all") or FALLBACK_SLOWDOWN)
 
 
+def builtin_op_seconds(op: OpStat, dtype: str, dev: DeviceProfile) -> float | None:
+    """Host-measured time of ``op`` on TFLite's built-in kernels (``builtin_op_cycles_per_byte`` of the
+    calibration: cycles per input + output byte of that op type and compute dtype, at the device's fastest
+    clock), or None when the calibration has no figure for that op."""
+    cpb = kernel_calibration().get("builtin_op_cycles_per_byte", {}).get(f"{op.type} {dtype}")
+    if not cpb:
+        return None
+    ghz = dev.cores_by_speed()[0].freq_ghz or 1.0
+    return float(cpb) * (op.input_bytes + op.activation_bytes) / (ghz * 1e9)
+
+
+HOST_MATCH_KEYS = ("machine", "cpu_model", "features")
+
+
+def host_calibration(dev: DeviceProfile) -> dict | None:
+    """The calibration's host coefficients (``host.coefficients``, measured by ``tools/bench_kernels.py`` on
+    models outside the check corpus) when ``dev`` is the host and its CPU matches the calibration's
+    fingerprint (machine, CPU model, ISA features); None otherwise (the host profile's priors apply)."""
+    cal = kernel_calibration()
+    host = cal.get("host") or {}
+    if dev.kind != "host" or not host.get("coefficients"):
+        return None
+    return host if _host_matches(_machine_key(cal.get("machine") or {})) else None
+
+
+def _machine_key(fp: dict) -> tuple:
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(fp.items()) if k in HOST_MATCH_KEYS)
+
+
+@lru_cache(maxsize=4)
+def _host_matches(key: tuple) -> bool:
+    from edgecv.profiling.cpu_probe import fingerprint
+
+    return _machine_key(fingerprint()) == key
+
+
+def device_params(dev: DeviceProfile) -> Params:
+    """The latency model's coefficients for ``dev``: the host calibration on a matching host, else the
+    profile's ``[prediction]``."""
+    host = host_calibration(dev)
+    if host:
+        c = host["coefficients"]
+        return Params(c["conv_fp32_peak_fraction"], c["dw_fp32_peak_fraction"], c["conv_int8_peak_fraction"],
+                      c["dw_int8_peak_fraction"], c["elementwise_bytes_per_cycle"], c["overhead_us_per_op"] * 1e-6,
+                      dev.prediction.thread_efficiency)
+    return Params.from_coefficients(dev.prediction)
+
+
 def partition_seconds(dev: DeviceProfile, partitions: int | None) -> float:
     """The cost of the delegate's partitions beyond the first (a switch between XNNPACK and the built-in
     kernels each), from the calibrated cycles per partition at the device's fastest clock."""
@@ -160,6 +208,7 @@ class OpTerm:
     n: int
     mem_s: float
     slowdown: float = 1.0
+    fixed_s: float | None = None  # measured built-in kernel time (replaces the roofline and slowdown)
 
 
 def op_terms(ops: list[OpStat], dev: DeviceProfile, threads: int, fp16_arith: bool = False,
@@ -180,9 +229,11 @@ def op_terms(ops: list[OpStat], dev: DeviceProfile, threads: int, fp16_arith: bo
         if sd not in scales:
             scales[sd] = thread_scale(dev, threads, sd)
         g1, grest, gmin, n = scales[sd]
-        slow = builtin_slowdown(op.op_class, d) if (check_xnnpack and falls_back(op)) else 1.0
+        fb = check_xnnpack and falls_back(op)
+        slow = builtin_slowdown(op.op_class, d) if fb else 1.0
+        fixed = builtin_op_seconds(op, d, dev) if fb else None
         # the DRAM roof applies to ops whose working set does not fit in the last-level cache
-        out.append(OpTerm(k, work, g1, grest, gmin, n, nbytes / bw if nbytes > llc else 0.0, slow))
+        out.append(OpTerm(k, work, g1, grest, gmin, n, nbytes / bw if nbytes > llc else 0.0, slow, fixed))
     return out
 
 
@@ -200,6 +251,9 @@ def latency_s(terms: list[OpTerm], params: Params) -> float:
     p = params.thread_efficiency
     total = 0.0
     for t in terms:
+        if t.fixed_s is not None:
+            total += t.fixed_s + params.overhead_s
+            continue
         eff = x[t.k]
         compute = t.work / (eff * effective_rate(t.g1, t.grest, t.gmin, t.n, p)) if t.work else 0.0
         total += max(compute, t.mem_s) * t.slowdown + params.overhead_s
@@ -210,5 +264,5 @@ def predict_latency_s(ops: list[OpStat], dev: DeviceProfile, threads: int, param
                       fp16_arith: bool = False, partitions: int | None = None) -> float:
     """Predicted latency in seconds of ``ops`` on ``dev`` with ``threads`` threads (``partitions``: the
     XNNPACK delegate's partitions, each beyond the first priced by ``partition_seconds``)."""
-    params = params or Params.from_coefficients(dev.prediction)
+    params = params or device_params(dev)
     return latency_s(op_terms(ops, dev, threads, fp16_arith), params) + partition_seconds(dev, partitions)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from edgecv.devices.model import (Params, builtin_slowdown, compute_dtype, default_threads, falls_back, latency_s,
-                                  op_terms, partition_seconds)
+from edgecv.devices.model import (builtin_slowdown, compute_dtype, default_threads, device_params, falls_back,
+                                  host_calibration, latency_s, op_terms, partition_seconds)
 from edgecv.devices.profile import DeviceProfile, load_profile
 from edgecv.errors import EdgecvError
 from edgecv.records import LatencyStats, OpStat, Prediction, ProfileResult
@@ -50,7 +50,7 @@ def predict_ops_ms(ops: list[OpStat], dev: DeviceProfile, threads: int,
                    partitions: int | None = None) -> tuple[float, list[float]]:
     """Predicted total and per-op latency in ms (per-op includes the per-op overhead; the total adds the cost
     of the XNNPACK delegate's extra partitions)."""
-    params = Params.from_coefficients(dev.prediction)
+    params = device_params(dev)
     terms = op_terms(ops, dev, threads)
     per_op = [latency_s([t], params) * 1e3 for t in terms]
     return sum(per_op) + partition_seconds(dev, partitions) * 1e3, per_op
@@ -116,10 +116,14 @@ def predict_profile(static: ProfileResult, device: str | DeviceProfile, threads:
             else "by XNNPACK's float32 op list (no .tflite file to ask)"
         warnings.append(f"not taken by the XNNPACK delegate ({src}): {what}{split}; priced from host measurements "
                         f"of TFLite's built-in kernels ({slow} slower) plus each partition switch")
-    if dev.kind == "host":
-        warnings.append("host: the coefficients are priors from ARM boards; measure this machine instead "
-                        "(`edgecv profile MODEL` without --device)")
-    if coeffs.method == "prior":
+    host_cal = host_calibration(dev)
+    if dev.kind == "host" and not host_cal:
+        warnings.append("host: no kernel calibration matches this CPU, so the coefficients are priors from ARM "
+                        "boards; measure this machine instead (`edgecv profile MODEL` without --device)")
+    elif host_cal:
+        warnings.append(f"host: coefficients measured on this CPU ({host_cal.get('date', '?')}, "
+                        f"tools/bench_kernels.py) on {', '.join(host_cal.get('models', [])) or 'probe models'}")
+    if coeffs.method == "prior" and not host_cal:
         warnings.append(f"{dev.id} has no published measurements to fit: coefficients are priors from its spec "
                         f"and similar devices (band +/-{band:.0%})")
     if coeffs.runtime and "xnnpack" not in coeffs.runtime.lower():
