@@ -6,8 +6,22 @@ the README documents it. Keep field names stable: sweeps, reports and saved anch
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` as JSON types: records (dataclasses) as objects, tuples as arrays, numpy scalars as numbers,
+    mapping keys as strings. The one converter behind every record's and command's JSON output."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if getattr(obj, "shape", None) == () and callable(getattr(obj, "item", None)):  # numpy scalars, 0-d arrays
+        return obj.item()
+    return obj
+
 
 # Op classes the static analysis assigns and the device predictor prices separately.
 OP_CLASSES = ("conv", "pointwise", "depthwise", "fc", "elementwise", "pool", "other")
@@ -32,6 +46,18 @@ class OpStat:
     # built-in kernels; None when unknown (ONNX graphs, ops listed from a Keras model)
     delegated: bool | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["output_shape"] = list(self.output_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "OpStat":
+        """The inverse of ``to_dict`` (unknown keys ignored)."""
+        kw = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        kw["output_shape"] = tuple(kw.get("output_shape") or ())
+        return cls(**kw)
+
 
 @dataclass(frozen=True)
 class LatencyStats:
@@ -42,6 +68,14 @@ class LatencyStats:
     p90: float
     p99: float
     runs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LatencyStats":
+        """The inverse of ``to_dict`` (unknown keys ignored)."""
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -95,35 +129,55 @@ class Prediction:
         return cls(**kw)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ProfileResult:
+    """The result of ``edgecv profile`` (static, measured or predicted). Frozen: build a changed copy with
+    ``dataclasses.replace`` or ``with_measurement``. The counts are None only for a target measurement made
+    without the static analysis (its MACs are unknown)."""
+
     model: str  # file path (or name)
-    format: str  # tflite | onnx
-    precision: str  # float32 | float16 | int8 | dynamic | mixed
-    mode: str  # measured | predicted
-    device: str  # host | rpi4 | ssh://pi@host | adb:SERIAL ...
-    macs: int
-    params: int
-    weights_bytes: int
+    format: str  # tflite | onnx | keras
+    precision: str  # float32 | float16 | int8 | dynamic | mixed | unknown
+    mode: str  # static | measured | predicted
+    device: str  # none | host | rpi4 | ssh://pi@host | adb:SERIAL ...
+    macs: int | None
+    params: int | None
+    weights_bytes: int | None
     file_bytes: int
-    peak_activation_bytes: int
+    peak_activation_bytes: int | None
     latency_ms: LatencyStats | None = None
     init_ms: float | None = None
     first_inference_ms: float | None = None
     peak_rss_bytes: int | None = None
     rss_growth_bytes: int | None = None
     runtime: dict[str, Any] = field(default_factory=dict)  # name, version, threads, delegate
-    ops: list[OpStat] = field(default_factory=list)
+    ops: tuple[OpStat, ...] = ()
     env: dict[str, Any] = field(default_factory=dict)
     # predicted mode: a Prediction; a measurement compared with a device (--compare-device): that comparison
     prediction: Prediction | dict[str, Any] | None = None
     # from the static analysis: op types it does not know (not counted) and one line per approximation
     unknown_ops: dict[str, int] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
     delegate_partitions: int | None = None  # TFLite: XNNPACK partitions in the installed LiteRT (None: unknown)
     # measured on a target (edgecv.targets): "verify" (on-target numerics vs the host), "sustained" (--duration
     # series), "op_timings" (measured per-op times mapped to the static ops and classes); empty otherwise
     target: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # lists given by callers (or read from JSON) become tuples, so the record cannot change under a reader
+        if not isinstance(self.ops, tuple):
+            object.__setattr__(self, "ops", tuple(self.ops))
+        if not isinstance(self.notes, tuple):
+            object.__setattr__(self, "notes", tuple(self.notes))
+
+    def with_measurement(self, latency_ms: LatencyStats | None, *, init_ms: float | None,
+                         first_inference_ms: float | None, peak_rss_bytes: int | None,
+                         rss_growth_bytes: int | None, runtime: dict[str, Any],
+                         env: dict[str, Any]) -> "ProfileResult":
+        """A copy with the measured fields set (host or target)."""
+        return replace(self, latency_ms=latency_ms, init_ms=init_ms, first_inference_ms=first_inference_ms,
+                       peak_rss_bytes=peak_rss_bytes, rss_growth_bytes=rss_growth_bytes, runtime=dict(runtime),
+                       env=dict(env))
 
     @classmethod
     def from_static(cls, sa: Any, model: str, mode: str = "static", device: str = "none") -> "ProfileResult":
@@ -131,12 +185,14 @@ class ProfileResult:
         counts and per-op stats; ``mode``/``device`` say whether a measurement or a prediction fills the rest."""
         return cls(model=model, format=sa.format, precision=sa.precision, mode=mode, device=device, macs=sa.macs,
                    params=sa.params, weights_bytes=sa.weights_bytes, file_bytes=sa.file_bytes,
-                   peak_activation_bytes=sa.peak_activation_bytes, ops=list(sa.ops),
-                   unknown_ops=dict(getattr(sa, "unknown_ops", {}) or {}), notes=list(getattr(sa, "notes", []) or []),
+                   peak_activation_bytes=sa.peak_activation_bytes, ops=tuple(sa.ops),
+                   unknown_ops=dict(getattr(sa, "unknown_ops", {}) or {}), notes=tuple(getattr(sa, "notes", ()) or ()),
                    delegate_partitions=getattr(sa, "delegate_partitions", None))
 
     def to_dict(self, with_ops: bool = True) -> dict[str, Any]:
         d = asdict(self)
+        d["ops"] = list(d["ops"])  # JSON arrays, as before the record was frozen
+        d["notes"] = list(d["notes"])
         if isinstance(self.prediction, Prediction):
             d["prediction"] = self.prediction.to_dict()
         if not with_ops:
@@ -148,10 +204,10 @@ class ProfileResult:
         """The inverse of ``to_dict`` (unknown keys ignored: records written by other versions load)."""
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
-        kw["ops"] = [OpStat(**{k: v for k, v in {**o, "output_shape": tuple(o["output_shape"])}.items()
-                               if k in OpStat.__dataclass_fields__}) for o in d.get("ops") or []]
+        kw["ops"] = tuple(OpStat.from_dict(o) for o in d.get("ops") or [])
+        kw["notes"] = tuple(kw.get("notes") or ())
         if kw.get("latency_ms"):
-            kw["latency_ms"] = LatencyStats(**kw["latency_ms"])
+            kw["latency_ms"] = LatencyStats.from_dict(kw["latency_ms"])
         p = kw.get("prediction")
         if isinstance(p, dict) and d.get("mode") == "predicted" and "latency_ms" in p and "fits_ram" in p:
             kw["prediction"] = Prediction.from_dict(p)

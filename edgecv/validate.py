@@ -95,6 +95,28 @@ def physical_memory_bytes() -> int | None:
         return None
 
 
+WORKER_BYTES = 3 * 2**29  # a conversion worker (TensorFlow + one model) peaks at about 1.5 GiB
+WORKERS_PER_CPU = 4
+
+
+def max_workers() -> int:
+    """Local worker processes edgecv starts at most: 4 per CPU, and no more than fit this machine's memory at
+    about 1.5 GiB each (at least 1)."""
+    by_cpu = (os.cpu_count() or 1) * WORKERS_PER_CPU
+    mem = physical_memory_bytes()
+    by_mem = mem // WORKER_BYTES if mem else by_cpu
+    return max(1, min(by_cpu, by_mem))
+
+
+def worker_count(name: str, value: Any, *, keyword: bool | str = False) -> int:
+    """A number of local worker processes: an integer from 1 to :func:`max_workers`."""
+    top = max_workers()
+    if not is_int(value) or not 1 <= value <= top:
+        raise EdgecvError(f"{name}: expected an integer from 1 to {top} (at most {WORKERS_PER_CPU} per CPU and "
+                          f"{_size(WORKER_BYTES)} of memory each). {_received(name, value, keyword)}")
+    return value
+
+
 def max_sample_bytes() -> tuple[int, str]:
     """The memory edgecv lets calibration/verification samples take, and where that limit comes from:
     ``EDGECV_MAX_SAMPLE_BYTES`` when set, else half of this machine's memory (4 GiB when unknown)."""

@@ -160,6 +160,9 @@ CASES = [
                  marks=pytest.mark.xfail(strict=True, reason="prints the grid line first and names --data")),
     case(["sweep", "--family", "mobilenet", "--alpha", "0.25", "--samples", "100000000"], "--samples 100000000",
          "EDGECV_MAX_SAMPLE_BYTES", id="sweep --samples 100000000"),
+    case(["sweep", "--family", "mobilenet", "--alpha", "0.25", "-j", "100000"], "-j/--jobs", "100000",
+         id="sweep -j 100000"),
+    case(["demo", "-j", "100000"], "-j/--jobs", "100000", id="demo -j 100000"),
     # recommend
     case(["recommend", "--device", "rpi9", "--budget-ms", "30"], "--device", "rpi9"),
     case(["recommend", "--device", "rpi4", "--budget-ms", "-3"], "--budget-ms", "-3"),

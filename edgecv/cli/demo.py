@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import click
 
-from edgecv.cli.options import (calibration_options, output_dir_option, output_options, positive_int, print_json,
+from edgecv.cli.options import (calibration_options, output_dir_option, output_options, print_json,
                                 stderr_console, stdout_console, verification_options)
+from edgecv.validate import click_callback, worker_count
 
 DEMO_MODEL = dict(family="mobilenet", alpha="0.5", resolution="224")
 DEMO_COMBOS = (("int8", "tflite"), ("float16", "tflite"), ("float32", "onnx"))
@@ -22,7 +23,7 @@ DEMO_DEVICES = "rpi4,pixel4"
 @output_dir_option("edgecv_demo", "the artifacts, results and report.html")
 @calibration_options()  # --samples: crops of scikit-image's photos
 @verification_options()
-@click.option("-j", "--jobs", type=int, default=2, show_default=True, callback=positive_int("-j"),
+@click.option("-j", "--jobs", type=int, default=2, show_default=True, callback=click_callback(worker_count, "-j/--jobs"),
               help="Worker processes for the conversions.")
 @click.option("--force", is_flag=True, help="Redo every step, even if a previous run finished it.")
 @output_options

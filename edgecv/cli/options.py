@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from typing import Any
 
 import click
+
+from edgecv.records import jsonable
 
 
 # One default per option, whichever command declares it (see the option decorators below).
@@ -88,16 +89,7 @@ def output_options(f):
     return f
 
 
-def to_jsonable(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {k: to_jsonable(v) for k, v in dataclasses.asdict(obj).items()}
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return obj.item()
-    return obj
+to_jsonable = jsonable  # the one JSON converter (edgecv.records.jsonable)
 
 
 def print_json(obj: Any) -> None:

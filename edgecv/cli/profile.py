@@ -83,7 +83,7 @@ def profile(path, runtime, threads, warmup_runs, runs, min_time_s, cpus, static_
 
     Example: edgecv profile mobilenet_v2.tflite --threads 4 --json
     """
-    from edgecv.profiling._child import check_model_path
+    from edgecv.profiling.api import check_model_path
 
     if as_json and as_csv:
         raise click.UsageError("--json and --csv are exclusive")

@@ -67,6 +67,10 @@ def sweep(model_files, family, classes, weights, alpha, variant, resolution, pre
 
     if address is not None and executor != "ray":
         raise EdgecvError(f"--address applies to --executor ray only. Received: {address!r}")
+    if executor == "local":  # a Ray cluster bounds its own workers
+        from edgecv.validate import worker_count
+
+        worker_count("-j/--jobs", jobs)
     options = dict(calib=calib, samples=samples, verify_samples=verify_samples, measure_host=measure_host,
                    host_threads=threads, threads=threads)
     if model_files is not None:

@@ -42,10 +42,10 @@ from edgecv.native import native_output_silenced
 # Names that lived here before the split, still importable from edgecv.conversion.api.
 from edgecv.conversion.diagnosis import (DEBUG_ACTIVATION_GAIN_DB, DEBUG_MIN_GAIN_DB,  # noqa: F401
                                          DEBUG_SENSITIVITY_TOP, _diagnose, _float_one_sensitivity, _holdout_sqnr)
-from edgecv.conversion.loading import (_PROBE, _SAFE_NAME, _preprocessing_for, check_keras_file,  # noqa: F401
-                                       check_model_io, probe_keras_file)
+from edgecv.conversion.loading import (_PROBE, _SAFE_NAME, check_keras_file, check_model_io,  # noqa: F401
+                                       preprocessing_for, probe_keras_file)
 from edgecv.conversion.options import _check_options, resolve_output  # noqa: F401
-from edgecv.conversion.records import Diagnosis, _jsonable  # noqa: F401
+from edgecv.conversion.records import Diagnosis  # noqa: F401
 from edgecv.formats import FORMATS, PRECISIONS, Format, accepts  # noqa: F401 - the export table, re-exported
 
 __all__ = ["quantize", "ConversionResult", "Verification", "Diagnosis", "LoadedModel", "load_model",

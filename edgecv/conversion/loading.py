@@ -113,7 +113,7 @@ def load_model(model: Any, isolate: bool = True) -> LoadedModel:
     if hasattr(model, "layers") and hasattr(model, "input_shape"):
         check_model_io(model)
         name = _SAFE_NAME.sub("_", str(model.name)) or "model"
-        pre, fam = _preprocessing_for(model, name)
+        pre, fam = preprocessing_for(model, name)
         return LoadedModel(model, name, f"keras.Model {model.name!r}", pre, fam)
     text = os.fspath(model)
     path = Path(text)
@@ -136,7 +136,7 @@ def load_model(model: Any, isolate: bool = True) -> LoadedModel:
         if not name or re.fullmatch(r"(functional|sequential|model)(_\d+)?", name):
             name = path.stem
         name = _SAFE_NAME.sub("_", name)
-        pre, fam = _preprocessing_for(km, name)
+        pre, fam = preprocessing_for(km, name)
         return LoadedModel(km, name, str(path), pre, fam)
     cfg = get_config(text)  # EdgecvError with suggestions for an unknown name
     with native_output_silenced():
@@ -163,7 +163,7 @@ def check_model_io(km: Any, where: str = "MODEL") -> None:
                           f"input_shape (H, W, C)")
 
 
-def _preprocessing_for(km: Any, name: str) -> tuple[InputPreprocessing, str | None]:
+def preprocessing_for(km: Any, name: str) -> tuple[InputPreprocessing, str | None]:
     from edgecv.builders.registry import get_config
 
     try:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from edgecv.conversion.calibration import CalibrationSummary
 from edgecv.conversion.verify import TensorInfo
+from edgecv.records import jsonable
 
 
 @dataclass(frozen=True)
@@ -74,17 +72,9 @@ class ConversionResult:
     warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(self)
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.generic,)):
-        return obj.item()
-    return obj
 
 
 def versions() -> dict[str, str]:

@@ -240,6 +240,11 @@ def cached_models() -> list[str]:
     return sorted(_cache().get("models", {}))
 
 
+def cached_entries() -> dict[str, dict]:
+    """The cached feature entries (model name -> entry), a copy."""
+    return dict(_cache().get("models", {}))
+
+
 def anchor_static(model_name: str, dtype: str, build_missing: bool = True) -> ProfileResult:
     """Static analysis of an anchor model: from the JSON cache, or built with Keras if missing."""
     entry = _cache().get("models", {}).get(model_name)

@@ -121,9 +121,9 @@ class _Keras:
         return shape(self.model.inputs[0].shape), "float32", shape(out)
 
     def preprocessing(self) -> dict:
-        from edgecv.conversion.api import _preprocessing_for, preprocessing_dict
+        from edgecv.conversion.api import preprocessing_dict, preprocessing_for
 
-        pre, _ = _preprocessing_for(self.model, str(self.model.name))
+        pre, _ = preprocessing_for(self.model, str(self.model.name))
         return preprocessing_dict(pre, tuple(self.model.input_shape[1:]))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from edgecv.errors import EdgecvError
 from edgecv.evaluation.data import DataSummary, Dataset, Source, load, open_source
 from edgecv.evaluation.metrics import (BOOTSTRAP_RESAMPLES, CONFIDENCE, ClassLoss, class_losses, paired_drop,
                                        topk_correct)
+from edgecv.records import jsonable
 
 SUFFIXES = (".keras", ".tflite", ".onnx")
 DEFAULT_PRE = Preprocessing(range=(-1.0, 1.0), mean=(127.5,) * 3, std=(127.5,) * 3, in_model=False)
@@ -84,17 +85,9 @@ class Evaluation:
     confidence: float = CONFIDENCE
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(self)
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
 
 
 # --- the child process --------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from edgecv.conversion.progress import Reporter
 from edgecv.errors import EdgecvError
 from edgecv.evaluation.api import ArtifactAccuracy, ArtifactInfo, Scored, run_outputs, score
 from edgecv.evaluation.data import DataSummary, load, open_source, sample_hashes
+from edgecv.records import jsonable
 
 PRECISIONS = ("int8", "int8+float", "int16x8", "float16", "dynamic", "float32")
 HOST_RUNS = 30
@@ -75,9 +76,7 @@ class Choice:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        from edgecv.evaluation.api import _jsonable
-
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(self)
 
 
 def _price(path: str, device: str | None) -> tuple[float, str]:

@@ -13,11 +13,12 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from edgecv.errors import EdgecvError
 from edgecv.profiling._child import check_model_path, run_child
-from edgecv.profiling.static import StaticAnalysis, analyze
+from edgecv.profiling.static import analyze
 from edgecv.records import LatencyStats, ProfileResult
 from edgecv.validate import MAX_THREADS, int_at_least, non_negative_float
 
@@ -53,10 +54,6 @@ def deployable(path: str | os.PathLike) -> Iterator[tuple[str, str | None]]:
         yield out, "keras"
 
 
-def _static_result(path: str, sa: StaticAnalysis, mode: str, device: str) -> ProfileResult:
-    return ProfileResult.from_static(sa, path, mode=mode, device=device)
-
-
 def static_profile(path: str | os.PathLike, timeout_s: float = 300.0) -> ProfileResult:
     """Counts from the graph only (no timing): MACs, params, bytes, peak activation memory, per-op stats.
 
@@ -64,10 +61,9 @@ def static_profile(path: str | os.PathLike, timeout_s: float = 300.0) -> Profile
     """
     with deployable(path) as (run_path, converted_from):
         sa = analyze(run_path, timeout_s=timeout_s)
-    res = _static_result(str(path), sa, mode="static", device="none")
+    res = ProfileResult.from_static(sa, str(path), mode="static", device="none")
     if converted_from:
-        res.runtime = {"converted_from": converted_from}
-        res.file_bytes = os.path.getsize(path)
+        res = replace(res, runtime={"converted_from": converted_from}, file_bytes=os.path.getsize(path))
     return res
 
 
@@ -121,32 +117,29 @@ def profile(path: str | os.PathLike, runtime: str | None = None, threads: int | 
         sa = analyze(run_path)
         rt = _check_runtime(runtime, sa.format)
         if not measure:
-            res = _static_result(str(path), sa, mode="static", device="none")
-            res.runtime = {"converted_from": converted_from} if converted_from else {}
-            return res
+            return replace(ProfileResult.from_static(sa, str(path), mode="static", device="none"),
+                           runtime={"converted_from": converted_from} if converted_from else {})
         m = measure_host(run_path, rt, threads, warmup_runs, runs, min_time_s, cpus=cpus, seed=seed,
                          timeout_s=timeout_s)
-    res = _static_result(str(path), sa, mode="measured", device="host")
+    res = ProfileResult.from_static(sa, str(path), mode="measured", device="host")
     if converted_from:
-        res.file_bytes = os.path.getsize(path)
+        res = replace(res, file_bytes=os.path.getsize(path))
     return apply_runner_json(res, m, warmup_runs=warmup_runs, min_time_s=min_time_s, converted=converted_from)
 
 
 def apply_runner_json(res: ProfileResult, m: dict, warmup_runs: int | None = None, min_time_s: float | None = None,
                       converted: str | None = None) -> ProfileResult:
-    """Fill a ProfileResult's measured fields from ``runner.py``'s JSON object (host or target)."""
-    res.latency_ms = LatencyStats(**m["latency_ms"])
-    res.init_ms = m["init_ms"]
-    res.first_inference_ms = m["first_inference_ms"]
-    res.peak_rss_bytes = m["peak_rss_bytes"]
-    res.rss_growth_bytes = m["rss_growth_bytes"]
-    res.runtime = dict(m["runtime"])
-    res.runtime["warmup_runs"] = m.get("warmup_runs", warmup_runs)
+    """A copy of ``res`` with the measured fields from ``runner.py``'s JSON object (host or target; the one
+    parser of that object)."""
+    runtime = dict(m["runtime"])
+    runtime["warmup_runs"] = m.get("warmup_runs", warmup_runs)
     if min_time_s is not None:
-        res.runtime["min_time_s"] = float(min_time_s)
+        runtime["min_time_s"] = float(min_time_s)
     if converted:
-        res.runtime["converted_from"] = converted
+        runtime["converted_from"] = converted
     if m.get("cpus"):
-        res.runtime["cpus"] = m["cpus"]
-    res.env = dict(m.get("env") or {})
-    return res
+        runtime["cpus"] = m["cpus"]
+    return res.with_measurement(LatencyStats.from_dict(m["latency_ms"]), init_ms=m["init_ms"],
+                                first_inference_ms=m["first_inference_ms"], peak_rss_bytes=m["peak_rss_bytes"],
+                                rss_growth_bytes=m["rss_growth_bytes"], runtime=runtime,
+                                env=dict(m.get("env") or {}))

@@ -165,7 +165,9 @@ def make_executor(kind: str, jobs: int, address: str | None):
     if kind == "local":
         if address is not None:
             raise EdgecvError(f"--address applies to --executor ray only. Received: {address!r}")
-        return LocalExecutor(jobs)
+        from edgecv.validate import worker_count
+
+        return LocalExecutor(worker_count("jobs", jobs, keyword=True))
     if kind == "ray":
         return RayExecutor(address, jobs)
     raise EdgecvError(f"--executor: expected local or ray. Received: {kind!r}")

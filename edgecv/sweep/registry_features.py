@@ -59,7 +59,7 @@ def cached_costs() -> dict[str, dict]:
     name -> {input_shape, macs, params, params_deployed, activation_elems_max}."""
     from edgecv.devices import features
 
-    out = {n: e["cost"] for n, e in features._cache().get("models", {}).items() if "cost" in e}
+    out = {n: e["cost"] for n, e in features.cached_entries().items() if "cost" in e}
     out.update({n: e["cost"] for n, e in _cache().items() if "cost" in e})
     return out
 
@@ -73,7 +73,7 @@ def refresh(path: Path = FILE, names: list[str] | None = None, progress=None) ->
 
     names = list(list_models()) if names is None else list(names)
     anchors = set(features.cached_models())
-    anchor_models = dict(features._cache().get("models", {}))
+    anchor_models = features.cached_entries()
     models = dict(_cache())
     registered = list(list_models())
 

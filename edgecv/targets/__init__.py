@@ -12,6 +12,7 @@ temporary folder on the target has been removed.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -141,8 +142,6 @@ def profile_target(path: str | os.PathLike, target: str, threads: int | None = N
 
     if isinstance(tgt, SshTarget):
         if python is not None:
-            from dataclasses import replace
-
             tgt = replace(tgt, python=python)
         if benchmark_binary is not None:
             raise EdgecvError("--benchmark-binary is for --target adb; over SSH edgecv runs its own runner")
@@ -163,13 +162,14 @@ def profile_target(path: str | os.PathLike, target: str, threads: int | None = N
 
         static = _static_for_prediction(res)
         predicted = predict(static, compare_device, (res.runtime or {}).get("threads") or threads, budget_ms)
-        res.prediction = {"device": compare_device, **comparison(res, predicted)}
+        res = replace(res, prediction={"device": compare_device, **comparison(res, predicted)})
         if res.target.get("op_timings", {}).get("available"):
             pred = getattr(predicted, "prediction", None)
             by_class = pred.get("latency_by_class_ms") if pred is not None else None
             if by_class:
-                res.target["op_timings"]["predicted_device"] = compare_device
-                res.target["op_timings"]["predicted_by_class_ms"] = dict(by_class)
+                op_timings = {**res.target["op_timings"], "predicted_device": compare_device,
+                              "predicted_by_class_ms": dict(by_class)}
+                res = replace(res, target={**res.target, "op_timings": op_timings})
     if save_anchor is not None:
         from edgecv.targets.anchor import anchor_row, append_anchor, check_anchor_core
 
@@ -246,31 +246,33 @@ def _profile_ssh_file(path, run_path: Path, fmt, tgt, threads, warmup_runs, runs
         sa = _static(str(run_path))  # after the run: a connection problem is reported without waiting for this
         res = _empty_result(str(path), fmt, tgt.uri, sa)
         if converted:
-            res.file_bytes = os.path.getsize(path)
-        res = apply_runner_json(res, m, warmup_runs=warmup_runs, min_time_s=min_time_s, converted=converted)
+            res = replace(res, file_bytes=os.path.getsize(path))
+        res = with_target_measurement(res, m, warmup_runs=warmup_runs, min_time_s=min_time_s, converted=converted)
+        target: dict[str, Any] = {}
         if plan is not None:
             from edgecv.targets.numerics import compare
 
-            res.target["verify"] = compare(plan, m.get("verify"), res)
+            target["verify"] = compare(plan, m.get("verify"), res)
     if m.get("sustained"):
-        res.target["sustained"] = m["sustained"]
+        target["sustained"] = m["sustained"]
     if extra.op_timings:
         from edgecv.targets.optimes import map_op_timings
 
-        res.target["op_timings"] = map_op_timings(res, m.get("op_timings") or {"unavailable": "no per-op times"})
-    return res
+        target["op_timings"] = map_op_timings(res, m.get("op_timings") or {"unavailable": "no per-op times"})
+    return replace(res, target={**res.target, **target})
 
 
-def apply_runner_json(res: ProfileResult, m: dict, warmup_runs: int | None = None, min_time_s: float | None = None,
-                      converted: str | None = None) -> ProfileResult:
-    """Fill a ProfileResult's measured fields from the runner's JSON object, as the host profiler does."""
-    from edgecv.profiling.api import apply_runner_json as fill
+def with_target_measurement(res: ProfileResult, m: dict, warmup_runs: int | None = None,
+                            min_time_s: float | None = None, converted: str | None = None) -> ProfileResult:
+    """A copy of ``res`` measured on a target over SSH: the runner's JSON object read as the host profiler reads
+    it (``edgecv.profiling.api.apply_runner_json``), plus the target's URI and the inputs it ran in ``env``."""
+    from edgecv.profiling.api import apply_runner_json
 
-    fill(res, m, warmup_runs=warmup_runs, min_time_s=min_time_s, converted=converted)
-    res.env["target"] = res.device
+    res = apply_runner_json(res, m, warmup_runs=warmup_runs, min_time_s=min_time_s, converted=converted)
+    env = {**res.env, "target": res.device}
     if m.get("inputs"):
-        res.env["inputs"] = m["inputs"]
-    return res
+        env["inputs"] = m["inputs"]
+    return replace(res, env=env)
 
 
 def _profile_adb(path, fmt, tgt, benchmark_binary, threads, warmup_runs, runs, min_time_s, cpus, timeout_s,
@@ -285,15 +287,12 @@ def _profile_adb(path, fmt, tgt, benchmark_binary, threads, warmup_runs, runs, m
         op_profiling=op_timings)
     sa = _static(path)
     res = _empty_result(path, fmt, f"adb:{serial}", sa)
-    lat = out.latency_ms()
-    res.latency_ms = LatencyStats(**lat)
-    res.init_ms = out.init_ms
-    res.first_inference_ms = out.first_inference_ms
     # benchmark_model reports its max-RSS delta from the tool's start: after init, and after all runs
-    res.peak_rss_bytes = out.peak_memory_bytes if out.peak_memory_bytes is not None else out.memory_overall_bytes
+    peak_rss = out.peak_memory_bytes if out.peak_memory_bytes is not None else out.memory_overall_bytes
+    growth = None
     if out.memory_overall_bytes is not None and out.memory_init_bytes is not None:
-        res.rss_growth_bytes = out.memory_overall_bytes - out.memory_init_bytes
-    res.runtime = {
+        growth = out.memory_overall_bytes - out.memory_init_bytes
+    runtime: dict[str, Any] = {
         "name": "tflite-benchmark_model",
         "version": None,
         "threads": out.threads if out.threads is not None and out.threads > 0 else threads,
@@ -307,7 +306,7 @@ def _profile_adb(path, fmt, tgt, benchmark_binary, threads, warmup_runs, runs, m
         "memory_note": "peak_rss_bytes: benchmark_model's memory footprint (max RSS delta from the tool's start)",
     }
     if cpus:
-        res.runtime["cpus"] = cpus
+        runtime["cpus"] = cpus
     env = {"target": res.device, "serial": serial, "cpu_model": props.get("soc") or props.get("board"),
            "cores": int(props["cores"]) if props.get("cores", "").isdigit() else None,
            "governor": props.get("governor")}
@@ -321,9 +320,11 @@ def _profile_adb(path, fmt, tgt, benchmark_binary, threads, warmup_runs, runs, m
         env.update({"core": fp["core"], "cpu_part": fp["cpu_part"], "isa": fp["isa"], "features": fp["features"],
                     "machine": machine})
         env["board"] = env.get("model")
-    res.env = env
+    res = res.with_measurement(LatencyStats.from_dict(out.latency_ms()), init_ms=out.init_ms,
+                               first_inference_ms=out.first_inference_ms, peak_rss_bytes=peak_rss,
+                               rss_growth_bytes=growth, runtime=runtime, env=env)
     if op_timings:
         from edgecv.targets.optimes import from_benchmark_model, map_op_timings
 
-        res.target["op_timings"] = map_op_timings(res, from_benchmark_model(out))
+        res = replace(res, target={**res.target, "op_timings": map_op_timings(res, from_benchmark_model(out))})
     return res
