@@ -268,25 +268,17 @@ def keras_counts(model) -> tuple[int, int]:
     """MACs and deployed parameters by walking the Keras layers (independent of edgecv's cost pass).
 
     MACs: Conv2D ``kh*kw*cin/groups*cout*Hout*Wout``, DepthwiseConv2D ``kh*kw*cin*mult*Hout*Wout``,
-    SeparableConv2D both, Dense ``in*out`` per output position. Parameters: the kernels and biases of those
-    layers; a bias-free one whose only consumer is a BatchNormalization deploys with a bias (BN folded).
-    Other layers (BatchNorm elsewhere, LayerNorm, Normalization, layer scales) add no parameters.
+    SeparableConv2D both, Dense ``in*out`` per output position. Parameters, the deployed rule of
+    docs/guide.md and profiling/static.py: every convolution and fully connected kernel plus one bias per output
+    channel, whether the Keras layer has one or not (the runtime's kernels always add a bias; BatchNorm folds into
+    it; a SeparableConv2D deploys as a depthwise and a pointwise convolution, each with its bias).
+    Other layers (BatchNorm, LayerNorm, Normalization, layer scales) add no parameters.
     """
     import keras
-
-    consumers: dict[int, list] = {}
-    for layer in model.layers:
-        for node in getattr(layer, "_inbound_nodes", []):
-            for t in node.input_tensors:
-                consumers.setdefault(id(t), []).append(layer)
 
     def out_hw(layer):
         s = layer.output.shape
         return int(np.prod([d for d in s[1:-1]])) if len(s) > 2 else 1
-
-    def bn_after(layer) -> bool:
-        users = consumers.get(id(layer.output), [])
-        return len(users) == 1 and isinstance(users[0], keras.layers.BatchNormalization)
 
     macs = params = 0
     for layer in model.layers:
@@ -301,24 +293,24 @@ def keras_counts(model) -> tuple[int, int]:
             cout = layer.filters
             macs += (kh * kw * cin * layer.depth_multiplier + cin * layer.depth_multiplier * cout) * out_hw(layer)
             params += kh * kw * cin * layer.depth_multiplier + cin * layer.depth_multiplier * cout
-            params += cout if layer.use_bias or bn_after(layer) else 0
+            params += cin * layer.depth_multiplier + cout
         elif cls == "DepthwiseConv2D":
             kh, kw = layer.kernel_size
             cin = int(layer.input.shape[-1])
             cout = cin * layer.depth_multiplier
             macs += kh * kw * cout * out_hw(layer)
-            params += kh * kw * cout + (cout if layer.use_bias or bn_after(layer) else 0)
+            params += kh * kw * cout + cout
         elif cls == "Conv2D":
             kh, kw = layer.kernel_size
             cin = int(layer.input.shape[-1])
             cout = layer.filters
             k = kh * kw * cin // layer.groups * cout
             macs += k * out_hw(layer)
-            params += k + (cout if layer.use_bias or bn_after(layer) else 0)
+            params += k + cout
         elif cls == "Dense":
             cin, cout = int(layer.input.shape[-1]), layer.units
             macs += cin * cout * out_hw(layer)
-            params += cin * cout + (cout if layer.use_bias or bn_after(layer) else 0)
+            params += cin * cout + cout
     return macs, params
 
 
@@ -489,15 +481,8 @@ def test_hand_made_models_through_every_precision_and_format(name, tmp_path, cal
         assert not refused, res
 
 
-# Known disagreement, for the static analysis (edgecv/profiling/static.py) to fix: ConvNeXt's Dense layers on
-# (N, H, W, C) tensors become ONNX MatMuls whose MACs are counted for one position only (36.9 M of 363.7 M MACs;
-# TFLite and the Keras walk agree). Converting and verifying in every precision and format works.
-_XFAIL = {"ConvNeXtTiny": "ONNX MACs of Dense on 4-D tensors counted for one position (profiling.static)"}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=_XFAIL[n], strict=False))
-                                  if n in _XFAIL else n for n in CORPUS])
+@pytest.mark.parametrize("name", list(CORPUS))
 def test_keras_applications_corpus(name, tmp_path, calib_dir):
     build, preprocess, default_source = CORPUS[name]
     res = _through_everything(name, build, preprocess, default_source, tmp_path, calib_dir)
@@ -523,9 +508,6 @@ def test_several_inputs_or_outputs_are_refused_in_one_line(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(reason="profiling.static counts the all-zero bias the TFLite converter gives a SeparableConv2D's "
-                          "depthwise half (+cin parameters); ONNX has none (the static analysis is being fixed)",
-                   strict=False)
 def test_separable_conv_parameters_agree_in_tflite_and_onnx(tmp_path):
     from edgecv.conversion.api import quantize
     from edgecv.profiling.static import analyze_in_process

@@ -367,9 +367,87 @@ def _load_onnx(path: str) -> Graph:
         raise _Fail(f"not a readable ONNX model: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
     if not model.graph.node:
         raise _Fail("not a readable ONNX model: the graph has no nodes")
+    _pin_batch(model)
     model = _infer_types(model)
+    if _fold_shape_computations(model):
+        model = _infer_types(model)
     opset = {o.domain or "": o.version for o in model.opset_import}
     return _onnx_graph(model.graph, opset, {})
+
+
+# Ops that compute shapes from shapes: evaluated when all their inputs are known small integer tensors.
+_SHAPE_OPS = {"Gather", "Concat", "ReduceProd", "Cast", "Unsqueeze", "Squeeze", "Slice", "Mul", "Add", "Sub",
+              "Div", "Identity", "Reshape", "Range", "Max", "Min", "Expand", "Floor", "Ceil", "Equal", "Where",
+              "Neg", "Abs", "Size", "ConstantOfShape"}
+_SHAPE_ELEMS = 64  # a shape tensor is small
+
+
+def _fold_shape_computations(model) -> bool:
+    """Shape tensors computed at run time (``Shape -> Gather -> ReduceProd -> Concat -> Reshape``, e.g. TensorFlow's
+    Tensordot for a Dense on an (N, H, W, C) tensor, which ONNX's data propagation leaves symbolic) are evaluated
+    with ONNX's reference implementation once the input shapes are known, and the Reshapes that consume them are
+    given the constant. Returns whether a Reshape changed."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    g = model.graph
+    dims = {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+            d = vi.type.tensor_type.shape.dim
+            if all(x.HasField("dim_value") for x in d):
+                dims[vi.name] = [x.dim_value for x in d]
+    known = {i.name: numpy_helper.to_array(i) for i in g.initializer if math.prod(i.dims) <= _SHAPE_ELEMS}
+    for nd in g.node:
+        if nd.op_type == "Constant" and nd.output and nd.attribute and nd.attribute[0].name == "value" \
+                and math.prod(nd.attribute[0].t.dims) <= _SHAPE_ELEMS:
+            known[nd.output[0]] = numpy_helper.to_array(nd.attribute[0].t)
+    changed = False
+    stored = {i.name for i in g.initializer}
+    for nd in g.node:
+        if not nd.output or nd.domain not in ("", "ai.onnx"):
+            continue
+        if nd.op_type == "Shape" and nd.input[0] in dims:
+            attrs = {a.name: a.i for a in nd.attribute}
+            shp = dims[nd.input[0]]
+            known[nd.output[0]] = np.array(shp[attrs.get("start", 0):attrs.get("end", len(shp))], np.int64)
+            continue
+        ins = [i for i in nd.input if i]
+        if nd.op_type == "Reshape" and len(nd.input) > 1 and nd.input[1] in known and nd.input[1] not in stored:
+            name = nd.input[1] + "__edgecv_folded"
+            if name not in stored:
+                g.initializer.append(numpy_helper.from_array(known[nd.input[1]].astype(np.int64), name))
+                stored.add(name)
+            nd.input[1] = name
+            changed = True
+        if nd.op_type not in _SHAPE_OPS or not ins or not all(i in known for i in ins):
+            continue
+        try:
+            inputs = [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(known[i].dtype), known[i].shape)
+                      for i in ins]
+            outs = [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in nd.output]
+            one = helper.make_model(helper.make_graph([nd], "shape", inputs, outs), opset_imports=model.opset_import)
+            vals = ReferenceEvaluator(one).run(None, {i: known[i] for i in ins})
+        except Exception:  # not evaluable here: the shapes downstream stay as inference left them
+            continue
+        for o, v in zip(nd.output, vals):
+            if o and isinstance(v, np.ndarray) and v.size <= _SHAPE_ELEMS:
+                known[o] = v
+    return changed
+
+
+def _pin_batch(model) -> None:
+    """The analysis is per sample: a symbolic (or unknown) first dimension of a graph input is set to 1, so a
+    shape computed from it at run time (``Shape -> Gather -> Concat -> Reshape``, e.g. Keras' Tensordot of a
+    Dense on an (N, H, W, C) tensor) resolves to per-sample sizes instead of an unknown dimension."""
+    inits = {i.name for i in model.graph.initializer}
+    for vi in model.graph.input:
+        if vi.name in inits or not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_value = 1
 
 
 def _has_shape(tp) -> bool:
