@@ -25,6 +25,7 @@ from typing import Any
 
 from edgecv.errors import EdgecvError
 from edgecv.fileio import ensure_output_dir, write_json_atomic, write_text_atomic
+from edgecv.formats import CALIBRATED
 from edgecv.sweep.grid import SCHEMA, Point, SweepSpec, point_key
 
 RESULTS_SCHEMA = "edgecv.sweep.results/v1"
@@ -182,7 +183,7 @@ def _clean_partials(*dirs: Path) -> None:
 def prepare_calibration(spec: SweepSpec, root: Path) -> str | None:
     """The ``calib`` value for int8 points: the user's, or sample photos shipped with scikit-image written
     once as PNG files to ``DIR/calib_photos`` (the converter reads a folder of images)."""
-    if spec.calib is not None or "int8" not in spec.precisions:
+    if spec.calib is not None or not set(CALIBRATED) & set(spec.precisions):
         return spec.calib
     folder = root / "calib_photos"
     want = spec.samples + spec.verify_samples
