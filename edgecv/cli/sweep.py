@@ -73,6 +73,10 @@ def sweep(model_files, family, classes, weights, alpha, variant, resolution, pre
         worker_count("-j/--jobs", jobs)
     options = dict(calib=calib, samples=samples, verify_samples=verify_samples, measure_host=measure_host,
                    host_threads=threads, threads=threads)
+    if eval_data is not None:  # a bad folder is one line before any work or output
+        from edgecv.evaluation.data import open_source
+
+        open_source(eval_data, eval_labels, option="--eval-data")
     if model_files is not None:
         ctx = click.get_current_context()
         mixed = [f"--{n}" for n in ("family", "alpha", "variant", "resolution", "classes", "weights")

@@ -120,7 +120,7 @@ def choose_precision(model: Any, *, max_drop: float, eval_data: str | os.PathLik
         from edgecv.devices.profile import load_profile
 
         load_profile(device)  # an unknown id fails before the slow work
-    src = open_source(eval_data, labels)
+    src = open_source(eval_data, labels, option="--eval-data")
     precheck(calib)
     folder = check_output_dir(output, option="--output-dir")
 

@@ -88,27 +88,27 @@ def _read_labels(labels: str | os.PathLike) -> tuple[str, ...]:
     return names
 
 
-def open_source(data: str | os.PathLike, labels: str | os.PathLike | None = None) -> Source:
-    """Check ``--data`` (and ``--labels``) and list the images, without decoding any."""
+def open_source(data: str | os.PathLike, labels: str | os.PathLike | None = None, option: str = "--data") -> Source:
+    """Check ``--data`` (named ``option`` in messages) and ``--labels``, and list the images, without decoding any."""
     if data is None or str(data) == "":
-        raise EdgecvError("--data: expected a folder of class sub-folders or a .npz file. Received: ''")
+        raise EdgecvError(f"{option}: expected a folder of class sub-folders or a .npz file. Received: ''")
     p = Path(data)
     if not p.exists():
-        raise EdgecvError(f"--data: no such file or folder. Received: {str(data)!r}")
+        raise EdgecvError(f"{option}: no such file or folder. Received: {str(data)!r}")
     if p.is_file():
         if p.suffix.lower() != ".npz":
-            raise EdgecvError(f"--data: expected a folder of class sub-folders or a .npz file with x and y. "
+            raise EdgecvError(f"{option}: expected a folder of class sub-folders or a .npz file with x and y. "
                               f"Received: {str(data)!r}")
         names = _read_labels(labels) if labels is not None else ()
         return Source(p, "npz", names)
     if not p.is_dir():
-        raise EdgecvError(f"--data: not a regular file or folder. Received: {str(data)!r}")
+        raise EdgecvError(f"{option}: not a regular file or folder. Received: {str(data)!r}")
     try:
         subdirs = sorted(d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
     except OSError as exc:
-        raise EdgecvError(f"--data: cannot read folder {str(p)!r}: {exc.strerror}") from None
+        raise EdgecvError(f"{option}: cannot read folder {str(p)!r}: {exc.strerror}") from None
     if not subdirs:
-        raise EdgecvError(f"--data: no class sub-folders in {str(p)!r} (expected one sub-folder per class)")
+        raise EdgecvError(f"{option}: no class sub-folders in {str(p)!r} (expected one sub-folder per class)")
     if labels is not None:
         names = _read_labels(labels)
         missing = [n for n in names if n not in subdirs]
@@ -116,7 +116,7 @@ def open_source(data: str | os.PathLike, labels: str | os.PathLike | None = None
             raise EdgecvError(f"--labels: class {missing[0]!r} has no sub-folder in {str(p)!r}")
         extra = [d for d in subdirs if d not in names]
         if extra:
-            raise EdgecvError(f"--data: sub-folder {extra[0]!r} of {str(p)!r} is not a class in --labels")
+            raise EdgecvError(f"{option}: sub-folder {extra[0]!r} of {str(p)!r} is not a class in --labels")
     else:
         names = tuple(subdirs)
     files: list[tuple[Path, int]] = []
@@ -125,15 +125,15 @@ def open_source(data: str | os.PathLike, labels: str | os.PathLike | None = None
         try:
             imgs = sorted(f for f in (p / name).rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
         except OSError as exc:
-            raise EdgecvError(f"--data: cannot read folder {str(p / name)!r}: {exc.strerror}") from None
+            raise EdgecvError(f"{option}: cannot read folder {str(p / name)!r}: {exc.strerror}") from None
         if not imgs:
             empty.append(name)
         files.extend((f, i) for f in imgs)
     if not files:
-        raise EdgecvError(f"--data: no JPEG or PNG images in the class folders of {str(p)!r}")
+        raise EdgecvError(f"{option}: no JPEG or PNG images in the class folders of {str(p)!r}")
     have = [n for n in names if n not in empty]
     if len(have) < 2:
-        raise EdgecvError(f"--data: only one class ({have[0]!r}) has images in {str(p)!r}; "
+        raise EdgecvError(f"{option}: only one class ({have[0]!r}) has images in {str(p)!r}; "
                           "accuracy needs at least 2 classes")
     return Source(p, "dir", tuple(names), tuple(files))
 

@@ -41,7 +41,7 @@ def measure(artifacts: dict[str, str], eval_data: str | os.PathLike, cache_dir: 
     from edgecv.evaluation.api import evaluate
     from edgecv.fileio import write_json_atomic
 
-    src = open_source(eval_data, labels)
+    src = open_source(eval_data, labels, option="--eval-data")
     fp = fingerprint(src, labels)
     out: dict[str, dict[str, Any]] = {}
     for name, path in artifacts.items():

@@ -228,7 +228,7 @@ def run_sweep(spec: SweepSpec, output_dir: str | os.PathLike = "edgecv_sweep", *
     if eval_data is not None:
         from edgecv.evaluation.data import open_source
 
-        open_source(eval_data, eval_labels)  # a bad folder fails before any work
+        open_source(eval_data, eval_labels, option="--eval-data")  # a bad folder fails before any work
     root = ensure_output_dir(output_dir, option="-o")
     paths = _Paths(Path(root))
     for d in (paths.points, paths.stages, paths.models, paths.artifacts):
