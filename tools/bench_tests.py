@@ -73,7 +73,7 @@ def main() -> int:
     args = ap.parse_args()
     pytest_args = args.pytest_args or ["-m", "not slow"]
     if args.reverse:  # e.g. a second run on a shared machine that meets the first one half way
-        files = sorted((ROOT / "tests").glob("test_*.py"), reverse=True)
+        files = sorted((ROOT / "tests").glob("*/test_*.py"), reverse=True)
         pytest_args = [*pytest_args, *(str(f.relative_to(ROOT)) for f in files)]
     label = args.label or re.sub(r"[^a-z0-9]+", "-", " ".join(pytest_args).lower()).strip("-") or "all"
 

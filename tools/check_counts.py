@@ -5,7 +5,7 @@ For each name in ``list_models()`` (smallest first): build it, give it trained-l
 and biases, convert it with ``TFLiteConverter.from_keras_model`` and tf2onnx (opset 13), and compare
 ``edgecv.profiling.static.analyze`` of both files with ``edgecv.builders.cost.model_cost``: MACs within 1%,
 parameters equal to the deployed count (BatchNorm folded). The test suite runs the same check
-(``tests/test_profiling_static.py``) on seven representative models; converting all of them takes longer.
+(``tests/profiling/test_profiling_static.py``) on seven representative models; converting all of them takes longer.
 Writes ``tools/results/counts_<machine>.json`` after every model (atomically), so a stopped run keeps what it did;
 rows of other models from an earlier run are kept (``--models efficientnet_b7`` adds or replaces one row).
 

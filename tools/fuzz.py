@@ -1,4 +1,4 @@
-"""A longer fuzzing run of edgecv's readers of untrusted files (the suite runs a short one: tests/test_fuzz.py).
+"""A longer fuzzing run of edgecv's readers of untrusted files (the suite runs a short one: tests/core/test_fuzz.py).
 
     python tools/fuzz.py --cases 2000 --seconds 300 [--seed N] [--kinds keras,h5,npy,npz,tflite,onnx]
 

@@ -5,7 +5,7 @@
     python tools/gen_cli_reference.py --stdout   # print it instead
     python tools/gen_cli_reference.py --check    # exit 1 if docs/cli-reference.md differs
 
-``tests/test_cli_reference.py`` runs ``--stdout`` and fails when the file has drifted from the code.
+``tests/cli/test_cli_reference.py`` runs ``--stdout`` and fails when the file has drifted from the code.
 """
 
 from __future__ import annotations

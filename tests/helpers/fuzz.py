@@ -1,4 +1,4 @@
-"""A small seeded fuzzer for edgecv's readers of untrusted files, shared by ``tests/test_fuzz.py`` (a short run
+"""A small seeded fuzzer for edgecv's readers of untrusted files, shared by ``tests/core/test_fuzz.py`` (a short run
 with a time budget) and ``tools/fuzz.py`` (a long run whose result goes to ``tools/results``).
 
 Each *kind* has a valid seed file and a reader. A case is the seed mutated (bit flips, random bytes,

@@ -1,6 +1,6 @@
 """Models converted by the reference converters, for checking static analysis against the builder's cost pass.
 
-Used by ``tests/test_profiling_static.py`` on representative models and by ``tools/check_counts.py`` on
+Used by ``tests/profiling/test_profiling_static.py`` on representative models and by ``tools/check_counts.py`` on
 every registered model.
 """
 

@@ -24,7 +24,7 @@ from edgecv.devices.profile import load_all, load_profile, load_profile_file
 
 pytest.importorskip("scipy")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
 SHARED = REPO.parent / "shared" / "reference" / "published_latency.csv"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PI_LAB = REPO / "tools" / "pi_lab.py"
 LAB = Path(os.environ.get("EDGECV_PI_LAB") or Path.home() / ".cache" / "edgecv" / "pi-lab")
 

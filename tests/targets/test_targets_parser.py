@@ -17,8 +17,8 @@ from edgecv.targets.anchor import ANCHOR_COLUMNS, anchor_row, append_anchor, com
 from edgecv.targets.benchmark_model import BenchmarkOutputError, parse_benchmark_model, strip_prefix
 from edgecv.targets.ssh import SshTarget, ssh_error_message
 
-DATA = Path(__file__).parent / "data" / "benchmark_model"
-REFERENCE_CSV = Path(__file__).parents[1] / ".." / "shared" / "reference" / "published_latency.csv"
+DATA = Path(__file__).resolve().parents[1] / "data" / "benchmark_model"
+REFERENCE_CSV = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "published_latency.csv"
 
 
 def fixture_text(name: str) -> str:

@@ -29,7 +29,7 @@ from edgecv.records import ProfileResult
 from edgecv.targets import profile_target
 from edgecv.targets.anchor import format_comparison
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1]
 FAKE_ADB_DIR = HERE / "fake_adb"
 BENCH = HERE / "data" / "benchmark_model"
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
@@ -651,7 +651,7 @@ def test_install_hints_name_the_venv_route(sshd, mobilenet, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------------
-# --verify, --duration, --ops over SSH (this host as the target; the Arm runs are in tests/test_pi_lab.py)
+# --verify, --duration, --ops over SSH (this host as the target; the Arm runs are in tests/targets/test_pi_lab.py)
 # ------------------------------------------------------------------------------------------------------
 
 def test_ssh_verify_same_runtime_is_exact_and_a_different_file_diverges(sshd, mobilenet, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 
 from edgecv.errors import EdgecvError
 
-RUNNER = os.path.join(os.path.dirname(__file__), "..", "edgecv", "profiling", "runner.py")
+RUNNER = os.path.join(os.path.dirname(__file__), "..", "..", "edgecv", "profiling", "runner.py")
 NAME = "mobilenet_v1_0.25_128"
 SCHEMA_KEYS = {"model", "format", "precision", "mode", "device", "latency_ms", "init_ms", "peak_rss_bytes", "macs",
                "params", "weights_bytes", "file_bytes", "peak_activation_bytes", "ops", "env"}
@@ -102,7 +102,7 @@ def test_runner_fingerprint_reads_arm_features():
         import runner  # the self-contained script, as a module
     finally:
         sys.path.pop(0)
-    isa = runner.cpu_probe.isa_features  # the one probe (edgecv/profiling/cpu_probe.py; tests/test_targets_probe.py)
+    isa = runner.cpu_probe.isa_features  # the one probe (edgecv/profiling/cpu_probe.py; tests/targets/test_targets_probe.py)
     pi5 = "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp".split()
     assert isa(pi5, "aarch64") == {"neon": True, "asimddp": True, "asimdhp": True, "i8mm": False,
                                    "bf16": False, "sve": False, "sve2": False}

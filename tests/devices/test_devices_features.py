@@ -10,7 +10,7 @@ import pytest
 
 from edgecv.devices.features import anchor_static, build_entry, cached_models, ops_from_keras
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_cache_covers_every_anchor_model():

@@ -1,6 +1,6 @@
 """``edgecv sweep`` of trained models: ``--model FILE.keras`` and registry models with ``--weights``/``--classes``.
 
-The trained model is the digits MobileNet of tests/test_evaluate.py (its session fixture, reused); the measured
+The trained model is the digits MobileNet of tests/evaluation/test_evaluate.py (its session fixture, reused); the measured
 top-1 in results.json is checked against a LiteRT loop written here on the held-out PNG folder.
 """
 

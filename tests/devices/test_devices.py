@@ -23,7 +23,7 @@ from edgecv.devices.profile import (DeviceProfile, ProfileError, device_ids, loa
 from edgecv.errors import EdgecvError
 from edgecv.records import OpStat, ProfileResult
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROFILES = REPO / "device_profiles"
 REQUIRED = ("rpi2", "rpi3bplus", "rpi4", "rpi5", "rpi-zero2w", "pixel2", "pixel3", "pixel3a", "pixel4", "pixel7",
             "jetson-nano-cpu", "coral-devboard-cpu", "host")

@@ -18,7 +18,7 @@ import pytest
 
 from edgecv.profiling import cpu_probe
 
-DATA = Path(__file__).parent / "data" / "cpuinfo"
+DATA = Path(__file__).resolve().parents[1] / "data" / "cpuinfo"
 RUNNER_DIR = Path(cpu_probe.__file__).parent
 
 
