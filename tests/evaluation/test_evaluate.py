@@ -142,6 +142,7 @@ def _figures(ev) -> dict:
 
 # --- evaluate ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # trains the digits model (~130 s for the set): CI's slow run
 def test_digits_folder_matches_independent_loop(digits_setup):
     from edgecv.evaluation import evaluate
 
@@ -167,6 +168,7 @@ def test_digits_folder_matches_independent_loop(digits_setup):
         assert c.drop_points > 0 and c.samples == int((y == k).sum())
 
 
+@pytest.mark.slow  # trains the digits model (~130 s for the set): CI's slow run
 def test_accuracy_is_reproducible(digits_setup):
     from edgecv.evaluation import evaluate
 
@@ -176,6 +178,7 @@ def test_accuracy_is_reproducible(digits_setup):
     assert _figures(a) == _figures(b)
 
 
+@pytest.mark.slow  # trains the digits model (~130 s for the set): CI's slow run
 def test_photos_npz_matches_independent_loop(photos_setup):
     from edgecv.evaluation import evaluate
 
@@ -191,6 +194,7 @@ def test_photos_npz_matches_independent_loop(photos_setup):
     assert abs(art.drop_points - want["drop"]) <= 100 / len(s["y"]) + 1e-6
 
 
+@pytest.mark.slow  # trains the digits model (~130 s for the set): CI's slow run
 def test_cli_json_and_csv(digits_setup, tmp_path):
     s = digits_setup
     out = tmp_path / "acc.csv"
@@ -245,6 +249,7 @@ def _int8_drop_here(s) -> float:
     return _reference_figures(s["model"], s["int8"], pixels, y)["drop"]
 
 
+@pytest.mark.slow  # trains the digits model (~130 s for the set): CI's slow run
 def test_chooser_keeps_int8_within_budget(digits_setup):
     """A budget above int8's measured drop: int8 holds it and is the fastest predicted on a Pi 4."""
     from edgecv.evaluation.choose import choose_precision
@@ -260,6 +265,7 @@ def test_chooser_keeps_int8_within_budget(digits_setup):
     assert [x["label"] for x in side["precision_choice"]["candidates"]][:1] == ["int8"]
 
 
+@pytest.mark.slow  # trains the digits model (~130 s for the set): CI's slow run
 def test_chooser_refuses_int8_over_budget(digits_setup):
     """A budget below int8's measured drop (computed here): the chooser must return something else."""
     from edgecv.evaluation.choose import choose_precision
@@ -275,6 +281,7 @@ def test_chooser_refuses_int8_over_budget(digits_setup):
     assert not next(x for x in c.candidates if x.label == "int8").holds_budget
 
 
+@pytest.mark.slow  # trains the digits model (~130 s for the set): CI's slow run
 def test_chooser_refuses_overlapping_split(digits_setup, tmp_path):
     """Evaluation images that are calibration images are refused (content hash)."""
     from PIL import Image
