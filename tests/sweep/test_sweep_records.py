@@ -1,5 +1,5 @@
-"""Damaged sweep records: the point records (``DIR/points/*.json``), stage records (``DIR/work/stages``) and build
-records (``DIR/work/models/*.json``) are files in the output folder, untrusted on read. A record that is not exactly
+"""Damaged sweep records: the point records (``DIR/points/*.json``), stage records (``work/stages`` in DIR) and build
+records (``work/models/*.json`` in DIR) are files in the output folder, untrusted on read. A record that is not exactly
 what the sweep writes (truncated, wrong types, missing keys, another schema) is redone, never taken as
 ``status: ok``; the re-run completes and every record is whole again.
 """
