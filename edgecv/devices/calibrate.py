@@ -102,7 +102,7 @@ def prediction_block(fit: DeviceFit, band: float, csv_name: str) -> list[str]:
            "devices (no anchors of its own)")
     lines = ["[prediction]",
              "# Written by tools/calibrate_devices.py --write; the latency model is documented in",
-             "# edgecv/devices/model.py and the README (Device prediction).",
+             "# edgecv/devices/model.py and docs/prediction.md.",
              f"runtime = {_toml_str(fit.runtime)}", f"method = {_toml_str(fit.method)}"]
     lines += [f"{k} = {v}" for k, v in c.items()]
     lines += [f"loo_mdape = {round(band, 4)}  # the +/- band: leave-one-out median APE"

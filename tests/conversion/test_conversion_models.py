@@ -9,8 +9,9 @@ ONNX match Keras to >= 40 dB SQNR.
 The softmax of a random-weight 1000-class head is almost flat (max ~0.003), below one int8 output step
 (1/256), so int8 SQNR on probabilities is ~0 dB by construction (measured 0.0-0.9 dB). int8 is therefore
 converted and checked on the same network with a logits head (``classifier_activation=None``, same
-weights); the README lists the measured figures. ONNX int8 on an x86 CPU without VNNI is verified as a QDQ
-reference (see edgecv.conversion.onnx_export); the figures of this CPU's saturating kernels are printed too.
+weights); docs/benchmarks.md (Conversion fidelity) lists the measured figures. ONNX int8 on an x86 CPU
+without VNNI is verified as a QDQ reference (see edgecv.conversion.onnx_export); the figures of this CPU's
+saturating kernels are printed too.
 Weights are seeded (``keras.utils.set_random_seed``), so the figures repeat from run to run.
 """
 

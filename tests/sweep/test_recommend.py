@@ -137,7 +137,7 @@ def test_shipped_registry_features_match_a_fresh_build():
         return [[re.sub(r"_\d+$", "", v) if i == 2 else v for i, v in enumerate(r)] for r in rows]
 
     assert canon(shipped["ops"]) == canon(json.loads(json.dumps(fresh["ops"])))
-    # and the MACs agree with the published figure (slim README: 11 M at 0.35-96, see README's note: 11.9 M)
+    # and the MACs agree with the published figure (slim README: 11 M at 0.35-96; docs/benchmarks.md's note: 11.9 M)
     assert abs(fresh["macs"] - 11.93e6) / 11.93e6 < 0.01
 
 
