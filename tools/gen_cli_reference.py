@@ -41,6 +41,8 @@ def _sections(cmd: click.Command, path: list[str], parent: click.Context | None)
 
 
 def render() -> str:
+    # the help lists the registered families: the packaged tables only, whatever this shell adds
+    os.environ.pop("EDGECV_MODELS_PATH", None)
     from edgecv.cli import cli
 
     sections = _sections(cli, ["edgecv"], None)

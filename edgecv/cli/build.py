@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from edgecv.cli.options import output_dir_option, output_options, print_json, progress_status, stdout_console
+from edgecv.cli.options import (RegistryHelpCommand, RegistryHelpOption, output_dir_option, output_options, print_json,
+                                progress_status, stdout_console)
 
 
 class _Number(click.ParamType):
@@ -37,10 +38,10 @@ class _Resolution(click.ParamType):
             self.fail(f"expected an integer number of pixels. Received: resolution={value!r}", param, ctx)
 
 
-@click.command()
+@click.command(cls=RegistryHelpCommand)
 @click.argument("family")
 @click.option("--alpha", type=_Number("alpha"), help="Width multiplier (MobileNets); any value > 0.")
-@click.option("--variant", help="Named variant (efficientnet: b0..b7; efficientnet_lite: lite0..lite4).")
+@click.option("--variant", cls=RegistryHelpOption, help="Named variant ({variants}).")
 @click.option("--width", type=_Number("width"), help="EfficientNet width coefficient (custom point).")
 @click.option("--depth", type=_Number("depth"), help="EfficientNet depth coefficient (custom point).")
 @click.option("--resolution", type=_Resolution(), help="Input size in pixels (MobileNets: a multiple of 32).")
@@ -58,7 +59,7 @@ def build(family, alpha, variant, width, depth, resolution, depth_multiplier, dr
           input_channels, weights, output_dir, as_json, quiet):
     """Build a model and save it as <output-dir>/<name>.keras.
 
-    FAMILY is mobilenet, mobilenet_v2, efficientnet or efficientnet_lite.
+    FAMILY is {families}.
     Example: edgecv build mobilenet --alpha 0.5
     """
     from edgecv.builders.api import build as build_model

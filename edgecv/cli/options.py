@@ -19,6 +19,43 @@ CALIB_SAMPLES = 100
 VERIFY_SAMPLES = 16
 
 
+def registry_help(text: str) -> str:
+    """``text`` with ``{families}`` (the CLI names of the registered families, "a, b or c") and
+    ``{variants}`` ("efficientnet: b0..b7; ...") filled from the architecture tables (``models/*.toml`` and
+    ``EDGECV_MODELS_PATH``), read when the help is shown: a family added as a TOML file is listed with no code."""
+    if "{families}" not in text and "{variants}" not in text:
+        return text
+    from edgecv.builders.arch import families
+
+    fams = list(families().values())
+    names = [f.cli for f in fams]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    variants = "; ".join(f"{f.cli}: {f.published_variants[0]}..{f.published_variants[-1]}"
+                         for f in fams if f.has_named_variants)
+    return text.replace("{families}", listed).replace("{variants}", variants)
+
+
+class RegistryHelpCommand(click.Command):
+    """A command whose help text may name the registered families (see :func:`registry_help`)."""
+
+    def format_help_text(self, ctx, formatter):
+        import inspect
+
+        text = registry_help(inspect.cleandoc(self.help or "").partition("\f")[0])
+        if text:
+            formatter.write_paragraph()
+            with formatter.indentation():
+                formatter.write_text(text)
+
+
+class RegistryHelpOption(click.Option):
+    """An option whose help may name the registered families (see :func:`registry_help`)."""
+
+    def get_help_record(self, ctx):
+        rec = super().get_help_record(ctx)
+        return None if rec is None else (rec[0], registry_help(rec[1]))
+
+
 def _stack(f, *decorators):
     """Apply ``decorators`` so that --help lists them in the order given."""
     for d in reversed(decorators):

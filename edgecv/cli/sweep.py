@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import click
 
-from edgecv.cli.options import (calibration_options, output_dir_option, output_options, positive_int, print_json,
-                                stderr_console, threads_option, verification_options)
+from edgecv.cli.options import (RegistryHelpOption, calibration_options, output_dir_option, output_options,
+                                positive_int, print_json, stderr_console, threads_option, verification_options)
 
 
 @click.command()
 @click.option("--model", "model_files", metavar="FILE.keras,...",
               help="Trained models as .keras files, each swept instead of a --family grid (no build stage).")
-@click.option("--family", default="mobilenet", show_default=True,
-              help="mobilenet, mobilenet_v2, efficientnet or efficientnet_lite.")
+@click.option("--family", cls=RegistryHelpOption, default="mobilenet", show_default=True, help="{families}.")
 @click.option("--alpha", metavar="A,...", help="Width multipliers (MobileNets), e.g. 0.25,0.5,0.75,1.0.")
 @click.option("--variant", metavar="V,...", help="Named variants (EfficientNets), e.g. b0,b1 or lite0,lite1.")
 @click.option("--resolution", metavar="PX,...", help="Input sizes, e.g. 128,160,192,224 (default: the family's).")

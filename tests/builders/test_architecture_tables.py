@@ -193,6 +193,40 @@ def test_a_new_family_is_a_toml_file(tmp_path, monkeypatch):
     assert Path(res["path"]) == out / "mnv2x_0.50_128.keras" and Path(res["path"]).is_file()
 
 
+def test_help_lists_the_families_of_the_tables(tmp_path, monkeypatch):
+    """`edgecv build --help` and `edgecv sweep --help` list the families (and named variants) of the tables
+    read when the help is shown: two TOML files in EDGECV_MODELS_PATH appear with no code."""
+    from click.testing import CliRunner
+
+    from edgecv.cli import cli
+
+    _table(tmp_path, *NEW_FAMILY)
+    lite = (data_dir("models") / "efficientnet_lite.toml").read_text()
+    for old, new in (('id = "efficientnet_lite"', 'id = "elx"'), ('cli = "efficientnet_lite"', 'cli = "elx"'),
+                     ('named = "efficientnet_{variant}', 'named = "elx_{variant}'),
+                     ('point = "efficientnet_lite_w', 'point = "elx_w'), ('"lite4"]', '"lite4", "lite9"]'),
+                     ('lite0 = {', 'lite9 = { width = 2.0, depth = 2.0, resolution = 300 }\nlite0 = {')):
+        assert old in lite, old
+        lite = lite.replace(old, new, 1)
+    (tmp_path / "elx.toml").write_text(lite)
+
+    def help_of(*args):
+        res = CliRunner().invoke(cli, [*args, "--help"], terminal_width=400)
+        assert res.exit_code == 0, res.output
+        return " ".join(res.output.split())
+
+    shipped = "efficientnet, efficientnet_lite, mobilenet or mobilenet_v2"
+    monkeypatch.delenv("EDGECV_MODELS_PATH", raising=False)
+    assert f"FAMILY is {shipped}." in help_of("build")
+    assert "Named variant (efficientnet: b0..b7; efficientnet_lite: lite0..lite4)." in help_of("build")
+    assert f"--family TEXT {shipped}. [default: mobilenet]" in help_of("sweep")
+    monkeypatch.setenv("EDGECV_MODELS_PATH", str(tmp_path))
+    added = "efficientnet, efficientnet_lite, mobilenet, mobilenet_v2, elx or mnv2x"
+    assert f"FAMILY is {added}." in help_of("build")
+    assert "efficientnet_lite: lite0..lite4; elx: lite0..lite9)." in help_of("build")
+    assert f"--family TEXT {added}. [default: mobilenet]" in help_of("sweep")
+
+
 @pytest.mark.parametrize("name,reference", [("efficientnet_b0", "EfficientNetB0"),
                                             ("mobilenet_v2_1.00_224", "MobileNetV2")])
 def test_initializers_are_the_reference_ones(name, reference):

@@ -51,7 +51,7 @@ def test_shared_options_mean_the_same_everywhere():
                 assert p.default == default, (name, opt, p.default)
         # one type and one help stem per option (the help may add the command's own default in brackets)
         types = {type(p.type) for _, p in seen[opt]}
-        stems = {re.split(r"[[(]", p.help or "")[0].strip() for _, p in seen[opt]}
+        stems = {re.split(r"[\[(]", p.help or "")[0].strip() for _, p in seen[opt]}
         assert len(types) == 1 and len(stems) == 1, (opt, types, stems)
     # every command that writes files takes -o/--output-dir
     for name in ("build", "quantize", "sweep", "demo"):
