@@ -51,6 +51,8 @@ def lookup(family: str, width: float, resolution: int, variant: str | None = Non
 
 
 def lookup_name(model_name: str) -> Published | None:
+    """The published figure of the registry model ``model_name`` when it is exactly a paper's architecture: its
+    ImageNet head (1000 classes, with top), depth multiplier 1 and RGB input; else None."""
     from edgecv.builders.registry import get_config
     from edgecv.errors import EdgecvError
 
@@ -61,3 +63,12 @@ def lookup_name(model_name: str) -> Published | None:
     if cfg.classes != 1000 or not cfg.include_top or cfg.depth_multiplier != 1 or cfg.input_channels != 3:
         return None
     return lookup(cfg.family, cfg.width, cfg.resolution, cfg.variant)
+
+
+def lookup_point(point: dict, weights: str | None = None) -> Published | None:
+    """The published figure of a sweep point (``point``: its ``point`` record), or None when the paper's
+    ImageNet model is not what the row holds: a user's ``.keras`` file (family ``keras``), a registry model
+    with its own weights file (``weights``: the sweep's ``--weights``) or its own head (``--classes``)."""
+    if weights or point.get("family") == "keras":
+        return None
+    return lookup_name(str(point.get("model", "")))

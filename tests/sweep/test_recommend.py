@@ -105,6 +105,36 @@ def test_budget_binding_reports_the_fastest_candidate():
     assert f"{fastest['latency_ms']:.1f} ms" in r.stdout
 
 
+def test_from_sweep_published_top1_only_for_the_imagenet_model(tmp_path):
+    """`recommend --from-sweep` shows the paper's ImageNet top-1 for a sweep row of the reference architecture
+    (ImageNet head, no weights file) and none for the same architecture with a user's head (--classes 10) or a
+    user's weights file (--weights, here the first sweep's own weights), in the JSON and in the table."""
+    import zipfile
+
+    base = ["sweep", "--family", "mobilenet", "--alpha", "0.25", "--resolution", "224", "--precision", "float32",
+            "--samples", "4", "--verify-samples", "2", "-q", "--no-report"]
+    plain, head, own = tmp_path / "plain", tmp_path / "c10", tmp_path / "own"
+    r = edgecv(*base, "-o", str(plain))
+    assert r.returncode == 0, r.stderr
+    (keras_file,) = (plain / "work" / "models").glob("*.keras")
+    weights = tmp_path / "mine.weights.h5"
+    with zipfile.ZipFile(keras_file) as zf:  # a .keras archive holds the model's weights file
+        weights.write_bytes(zf.read("model.weights.h5"))
+    for out, extra in ((head, ["--classes", "10"]), (own, ["--weights", str(weights)])):
+        r = edgecv(*base, *extra, "-o", str(out))
+        assert r.returncode == 0, r.stderr
+    want = paper_top1()["mobilenet_v1_0.25_224"]  # MobileNets Table 6: 50.6
+    for out, model, top1 in ((plain, "mobilenet_v1_0.25_224", want), (head, "mobilenet_v1_0.25_224_c10", None),
+                             (own, "mobilenet_v1_0.25_224", None)):
+        r = edgecv("recommend", "--device", "rpi4", "--budget-ms", "1000", "--from-sweep", str(out), "--json")
+        assert r.returncode == 0, r.stderr
+        (c,) = json.loads(r.stdout)["fits"]
+        assert (c["model"], c["published_top1"]) == (model, top1), out.name
+        r = edgecv("recommend", "--device", "rpi4", "--budget-ms", "1000", "--from-sweep", str(out))
+        assert r.returncode == 0, r.stderr
+        assert ("50.6" in r.stdout) == (top1 is not None), (out.name, r.stdout)
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--device", "rpi9", "--budget-ms", "30"], "unknown device 'rpi9'"),
     (["--device", "rpi4", "--budget-ms", "-3"], "--budget-ms"),
