@@ -125,6 +125,30 @@ def pareto_front(points: list[tuple[float, float, Any]]) -> list[tuple[float, fl
     return front
 
 
+def _accuracy_traces(fig, rows: list[dict], key: str, color: dict, *, name, front_name: str, text) -> None:
+    """Accuracy ``key`` of ``rows`` against latency, a trace per device (marker: precision) with its Pareto front
+    (open circles on a dotted staircase), then the precision legend. ``name(device, its rows)`` names a device's
+    trace, ``"<device> <front_name>"`` its front; ``text(row)`` is a point's hover text."""
+    import plotly.graph_objects as go
+
+    for dev in dict.fromkeys(r["device"] for r in rows):
+        sel = [r for r in rows if r["device"] == dev]
+        fig.add_trace(go.Scatter(x=[_num(r["latency_ms.mean"]) for r in sel], y=[_num(r[key]) for r in sel],
+                                 mode="markers", name=name(dev, sel), legendgroup=dev,
+                                 marker=dict(symbol=[SYMBOLS.get(r["precision"], "circle") for r in sel], size=9,
+                                             color=color[dev]),
+                                 text=[text(r) for r in sel], hoverinfo="text"))
+        front = pareto_front([(_num(r["latency_ms.mean"]), _num(r[key]), r) for r in sel])
+        fig.add_trace(go.Scatter(x=[f[0] for f in front], y=[f[1] for f in front], mode="lines+markers",
+                                 name=f"{dev} {front_name}", legendgroup=dev,
+                                 line=dict(shape="hv", dash="dot", color=color[dev]),
+                                 marker=dict(size=13, symbol="circle-open", line=dict(width=2)),
+                                 text=[f"Pareto: {f[2]['model']} {f[2]['precision']}" for f in front],
+                                 hoverinfo="text"))
+    if rows:
+        _precision_legend(fig, dict.fromkeys(r["precision"] for r in rows))
+
+
 def _figures(rows: list[dict]) -> list[tuple[str, str, Any | None, str]]:
     """(div id, title, plotly figure or None, note) for each plot."""
     import plotly.graph_objects as go
@@ -180,24 +204,9 @@ def _figures(rows: list[dict]) -> list[tuple[str, str, Any | None, str]]:
 
     pub = [r for r in ok if r.get("mode") == "predicted" and _num(r.get("published_top1"))]
     fig = go.Figure()
-    for dev in dict.fromkeys(r["device"] for r in pub):
-        sel = [r for r in pub if r["device"] == dev]
-        fig.add_trace(go.Scatter(x=[_num(r["latency_ms.mean"]) for r in sel], y=[_num(r["published_top1"]) for r in sel],
-                                 mode="markers", name=f"{dev}", legendgroup=dev,
-                                 marker=dict(symbol=[symbols.get(r["precision"], "circle") for r in sel], size=9,
-                                             color=color[dev]),
-                                 text=[hover(r) + f"<br>published top-1 {r['published_top1']}% "
-                                       f"({html.escape(str(r.get('published_source', '')))})" for r in sel],
-                                 hoverinfo="text"))
-        front = pareto_front([(_num(r["latency_ms.mean"]), _num(r["published_top1"]), r) for r in sel])
-        fig.add_trace(go.Scatter(x=[f[0] for f in front], y=[f[1] for f in front], mode="lines+markers",
-                                 name=f"{dev} Pareto front", legendgroup=dev,
-                                 line=dict(shape="hv", dash="dot", color=color[dev]),
-                                 marker=dict(size=13, symbol="circle-open", line=dict(width=2)),
-                                 text=[f"Pareto: {f[2]['model']} {f[2]['precision']}" for f in front],
-                                 hoverinfo="text"))
-    if pub:
-        _precision_legend(fig, dict.fromkeys(r["precision"] for r in pub))
+    _accuracy_traces(fig, pub, "published_top1", color, name=lambda dev, sel: f"{dev}", front_name="Pareto front",
+                     text=lambda r: hover(r) + f"<br>published top-1 {r['published_top1']}% "
+                                               f"({html.escape(str(r.get('published_source', '')))})")
     fig.update_xaxes(type="log", title="predicted latency (ms)",
                      **log_ticks([_num(r["latency_ms.mean"]) for r in pub]))
     fig.update_yaxes(title="published ImageNet top-1 (%) of the reference architecture")
@@ -222,24 +231,10 @@ def _measured_figure(ok: list[dict], color: dict, layout: dict, hover) -> tuple[
 
     meas = [r for r in ok if _num(r.get("measured_top1")) is not None]
     fig = go.Figure()
-    for dev in dict.fromkeys(r["device"] for r in meas):
-        sel = [r for r in meas if r["device"] == dev]
-        fig.add_trace(go.Scatter(x=[_num(r["latency_ms.mean"]) for r in sel], y=[_num(r["measured_top1"]) for r in sel],
-                                 mode="markers", name=f"{dev} ({sel[0].get('mode', '')} latency)", legendgroup=dev,
-                                 marker=dict(symbol=[SYMBOLS.get(r["precision"], "circle") for r in sel], size=9,
-                                             color=color[dev]),
-                                 text=[hover(r) + f"<br>measured top-1 {_num(r['measured_top1']):.2f}% on "
-                                       f"{int(_num(r.get('measured_samples')) or 0)} images" for r in sel],
-                                 hoverinfo="text"))
-        front = pareto_front([(_num(r["latency_ms.mean"]), _num(r["measured_top1"]), r) for r in sel])
-        fig.add_trace(go.Scatter(x=[f[0] for f in front], y=[f[1] for f in front], mode="lines+markers",
-                                 name=f"{dev} Pareto front (measured)", legendgroup=dev,
-                                 line=dict(shape="hv", dash="dot", color=color[dev]),
-                                 marker=dict(size=13, symbol="circle-open", line=dict(width=2)),
-                                 text=[f"Pareto: {f[2]['model']} {f[2]['precision']}" for f in front],
-                                 hoverinfo="text"))
-    if meas:
-        _precision_legend(fig, dict.fromkeys(r["precision"] for r in meas))
+    _accuracy_traces(fig, meas, "measured_top1", color, front_name="Pareto front (measured)",
+                     name=lambda dev, sel: f"{dev} ({sel[0].get('mode', '')} latency)",
+                     text=lambda r: hover(r) + f"<br>measured top-1 {_num(r['measured_top1']):.2f}% on "
+                                               f"{int(_num(r.get('measured_samples')) or 0)} images")
     fig.update_xaxes(type="log", title="latency (ms)", **log_ticks([_num(r["latency_ms.mean"]) for r in meas]))
     fig.update_yaxes(title="measured top-1 (%) on the evaluation data")
     fig.update_layout(title="Measured top-1 (sweep --eval-data) vs latency", **layout)
