@@ -347,45 +347,38 @@ def _ready(model, preprocess: str):
     return _logits(model)
 
 
-def _gray_cnn():
-    """A hand-made 1-channel, non-square CNN: conv + BN, depthwise, bias-free conv + BN, dense."""
+def _hand_cnn(name: str, shape: tuple[int, int, int], classes: int, seed: int, *, stem: int, stem_padding: str,
+              stem_activation: str, depthwise_bias: bool, rescaling: bool = False):
+    """A hand-made non-square CNN: [Rescaling to -1..1], a strided bias-free conv + BN + ``stem_activation``,
+    depthwise + BN + ReLU, bias-free 1x1 conv + BN + ReLU, global average pooling, dense."""
     import keras
 
-    keras.utils.set_random_seed(3)
-    inp = keras.Input((48, 80, 1))
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(inp)
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input(shape)
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inp) if rescaling else inp
+    x = keras.layers.Conv2D(stem, 3, strides=2, padding=stem_padding, use_bias=False)(x)
     x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.ReLU(6.0)(x)
-    x = keras.layers.DepthwiseConv2D(3, padding="same")(x)
+    x = keras.layers.ReLU(6.0)(x) if stem_activation == "relu6" else keras.layers.Activation(stem_activation)(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=depthwise_bias)(x)
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.ReLU()(x)
     x = keras.layers.Conv2D(16, 1, use_bias=False)(x)
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.ReLU()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(6)(x)
-    return keras.Model(inp, out, name="gray_cnn_48x80")
+    return keras.Model(inp, keras.layers.Dense(classes)(x), name=name)
+
+
+def _gray_cnn():
+    """1 channel, non-square, a depthwise conv with its bias."""
+    return _hand_cnn("gray_cnn_48x80", (48, 80, 1), 6, seed=3, stem=8, stem_padding="same", stem_activation="relu6",
+                     depthwise_bias=True)
 
 
 def _rescaling_cnn():
-    """A hand-made 3-channel non-square CNN that normalizes its own input (a Rescaling layer)."""
-    import keras
-
-    keras.utils.set_random_seed(4)
-    inp = keras.Input((40, 56, 3))
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inp)
-    x = keras.layers.Conv2D(12, 3, strides=2, use_bias=False)(x)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.Activation("hard_swish")(x)
-    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.ReLU()(x)
-    x = keras.layers.Conv2D(16, 1, use_bias=False)(x)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.ReLU()(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    out = keras.layers.Dense(7)(x)
-    return keras.Model(inp, out, name="rescaling_cnn_40x56")
+    """3 channels, non-square, normalizes its own input (a Rescaling layer), hard-swish stem."""
+    return _hand_cnn("rescaling_cnn_40x56", (40, 56, 3), 7, seed=4, stem=12, stem_padding="valid",
+                     stem_activation="hard_swish", depthwise_bias=False, rescaling=True)
 
 
 def _separable_cnn():
