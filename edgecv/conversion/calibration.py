@@ -239,14 +239,7 @@ def precheck(spec: str | os.PathLike | None) -> None:
     if not path.exists():
         raise EdgecvError(f"--calib: no such file or folder. Received: {str(spec)!r}")
     if path.is_dir():
-        try:
-            images, n_files = _find_images(path)
-        except OSError as exc:
-            raise EdgecvError(f"--calib: cannot read folder {str(path)!r}: {exc.strerror}") from None
-        if n_files == 0:
-            raise EdgecvError(f"--calib: folder is empty. Received: {str(path)!r}")
-        if not images:
-            raise EdgecvError(f"--calib: no JPEG or PNG images in folder {str(path)!r} ({n_files} other file(s))")
+        _folder_images(path)
     elif path.suffix.lower() not in (".npy", ".npz"):
         raise EdgecvError(f"--calib: expected a folder of JPEG/PNG images, a .npy/.npz file or 'synthetic'. "
                           f"Received: {str(spec)!r}")
@@ -275,10 +268,18 @@ def _check_range(s: CalibrationSummary, pre: InputPreprocessing, reporter: Repor
                       f"[{lo:g}, {hi:g}]; check the preprocessing")
 
 
-def _find_images(folder: Path) -> tuple[list[Path], int]:
-    files = [p for p in folder.rglob("*") if p.is_file()]
+def _folder_images(folder: Path) -> list[Path]:
+    """The JPEG/PNG files below ``folder``, sorted; one ``--calib`` line when it cannot be read or has none."""
+    try:
+        files = [p for p in folder.rglob("*") if p.is_file()]
+    except OSError as exc:
+        raise EdgecvError(f"--calib: cannot read folder {str(folder)!r}: {exc.strerror}") from None
     images = sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES)
-    return images, len(files)
+    if not files:
+        raise EdgecvError(f"--calib: folder is empty. Received: {str(folder)!r}")
+    if not images:
+        raise EdgecvError(f"--calib: no JPEG or PNG images in folder {str(folder)!r} ({len(files)} other file(s))")
+    return images
 
 
 
@@ -294,14 +295,7 @@ def _load_dir(folder: Path, shape: tuple[int, int, int], pre: InputPreprocessing
         raise EdgecvError(f"--calib: the model takes {c} input channels and image folders give 1 (grayscale) or "
                           f"3 (RGB): pass a preprocessed .npy/.npz of shape (N, {h}, {w}, {c}). "
                           f"Received: {str(folder)!r}")
-    try:
-        images, n_files = _find_images(folder)
-    except OSError as exc:
-        raise EdgecvError(f"--calib: cannot read folder {str(folder)!r}: {exc.strerror}") from None
-    if n_files == 0:
-        raise EdgecvError(f"--calib: folder is empty. Received: {str(folder)!r}")
-    if not images:
-        raise EdgecvError(f"--calib: no JPEG or PNG images in folder {str(folder)!r} ({n_files} other file(s))")
+    images = _folder_images(folder)
     from edgecv.validate import check_sample_memory
 
     check_sample_memory(min(want, len(images)), shape, f"--samples + --verify-samples ({min(want, len(images))} "
