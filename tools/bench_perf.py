@@ -153,7 +153,7 @@ def measure(path: str, threads: int, runs: int, min_time_s: float, repeats: int 
     return {"p50_ms": round(lat.p50, 3), "p90_ms": round(lat.p90, 3), "min_ms": round(lat.min, 3), "runs": lat.runs,
             "peak_rss_mb": round(r.peak_rss_bytes / 2**20, 1) if r.peak_rss_bytes else None,
             "init_ms": round(r.init_ms, 1) if r.init_ms is not None else None,
-            "profile_call_seconds": round(wall, 2), "runtime": r.runtime.get("name"), "p50_ms_each_repeat": p50s}
+            "profile_call_seconds": round(wall, 2), "runtime": r.runtime.name, "p50_ms_each_repeat": p50s}
 
 
 def bare_loop(path: str, threads: int, runs: int) -> dict:

@@ -95,9 +95,9 @@ def edgecv_median(path: str, threads: int, warmup: int, runs: int) -> dict:
 
     r = profile(path, threads=threads, warmup_runs=warmup, runs=runs, min_time_s=0)
     return {"median_ms": r.latency_ms.p50, "mean_ms": r.latency_ms.mean, "runs": r.latency_ms.runs,
-            "delegate": r.runtime.get("delegate"), "peak_rss_bytes": r.peak_rss_bytes,
+            "delegate": r.runtime.delegate, "peak_rss_bytes": r.peak_rss_bytes,
             "peak_activation_bytes": r.peak_activation_bytes, "macs": r.macs, "params": r.params,
-            "env": r.env}
+            "env": r.env.to_dict()}
 
 
 def bare_median(path: str, threads: int, warmup: int, runs: int) -> dict:

@@ -153,19 +153,17 @@ def profile(path, runtime, threads, warmup_runs, runs, min_time_s, cpus, static_
         render(res, show_ops)
 
 
-def sustained_rows(sus: dict) -> list[tuple[str, str]]:
-    """Text rows for a sustained run (``ProfileResult.target["sustained"]``)."""
-    rows = [("sustained", f"{sus['duration_s']:.0f} s in {len(sus['intervals'])} intervals of {sus['interval_s']:g} s: "
-                          f"burst p50 {sus['burst_p50_ms']:.2f} ms, steady p50 {sus['steady_p50_ms']:.2f} ms "
-                          f"({sus['slowdown_pct']:+.1f}%)")]
-    for iv in sus["intervals"]:
-        temp = iv.get("temp_c")
-        temp = "-" if not temp else ", ".join(f"{v:g} C" for v in temp.values())
-        rows.append((f"  t={iv['t_s']:.0f}s", f"p50 {iv['p50_ms']:.2f} ms, p90 {iv['p90_ms']:.2f} ms ({iv['runs']} runs); "
-                                              f"{temp}; {iv.get('cpu_mhz') or '-'} MHz; throttled "
-                                              f"{iv.get('throttled') or '-'}"))
-    if sus.get("unavailable"):
-        rows.append(("  unavailable", "; ".join(sus["unavailable"])))
+def sustained_rows(sus) -> list[tuple[str, str]]:
+    """Text rows for a sustained run (``ProfileResult.target.sustained``, a ``SustainedRun``)."""
+    rows = [("sustained", f"{sus.duration_s:.0f} s in {len(sus.intervals)} intervals of {sus.interval_s:g} s: "
+                          f"burst p50 {sus.burst_p50_ms:.2f} ms, steady p50 {sus.steady_p50_ms:.2f} ms "
+                          f"({sus.slowdown_pct:+.1f}%)")]
+    for iv in sus.intervals:
+        temp = "-" if not iv.temp_c else ", ".join(f"{v:g} C" for v in iv.temp_c.values())
+        rows.append((f"  t={iv.t_s:.0f}s", f"p50 {iv.p50_ms:.2f} ms, p90 {iv.p90_ms:.2f} ms ({iv.runs} runs); "
+                                           f"{temp}; {iv.cpu_mhz or '-'} MHz; throttled {iv.throttled or '-'}"))
+    if sus.unavailable:
+        rows.append(("  unavailable", "; ".join(sus.unavailable)))
     return rows
 
 
@@ -193,14 +191,14 @@ def summary_row(res) -> dict:
 
     row = {
         "model": res.model, "format": res.format, "precision": res.precision, "mode": res.mode, "device": res.device,
-        "runtime": res.runtime.get("name", ""), "threads": res.runtime.get("threads", ""),
+        "runtime": res.runtime.name, "threads": res.runtime.threads,
         "latency_p50_ms": lat("p50"), "latency_mean_ms": lat("mean"),
         "latency_std_ms": lat("std"), "latency_min_ms": lat("min"),
         "latency_p90_ms": lat("p90"), "latency_p99_ms": lat("p99"),
         "runs": lat("runs"), "init_ms": res.init_ms, "first_inference_ms": res.first_inference_ms,
         "peak_rss_bytes": res.peak_rss_bytes, "rss_growth_bytes": res.rss_growth_bytes, "macs": res.macs,
         "params": res.params, "weights_bytes": res.weights_bytes, "file_bytes": res.file_bytes,
-        "peak_activation_bytes": res.peak_activation_bytes, "cpu_model": (res.env or {}).get("cpu_model", ""),
+        "peak_activation_bytes": res.peak_activation_bytes, "cpu_model": res.env.cpu_model,
     }
     return {k: ("" if v is None else v) for k, v in row.items()}
 
@@ -235,10 +233,10 @@ def render(res, show_ops: bool = False) -> None:
     if not con.is_terminal:  # piped: do not squeeze op names into 80 columns
         con.width = max(con.width, 160)
     t = Table(show_header=False, box=None, title=f"[bold]{escape(res.model)}[/bold]", title_justify="left")
-    rt = res.runtime or {}
+    rt = res.runtime
     where = f"{res.mode} on {res.device}"
-    if rt.get("name"):
-        where += f" with {rt['name']} {rt.get('version', '')} ({rt.get('delegate', '')}, {rt.get('threads')} threads)"
+    if rt.name:
+        where += f" with {rt.name} {rt.version or ''} ({rt.delegate or ''}, {rt.threads} threads)"
     t.add_row("model", f"{res.format} {res.precision}")
     t.add_row("latency", where)
     lat = res.latency_ms
@@ -262,44 +260,43 @@ def render(res, show_ops: bool = False) -> None:
     t.add_row("peak activations", f"{_mib(res.peak_activation_bytes)} ({res.peak_activation_bytes:,} B, by liveness)")
     for line in res.notes or []:  # unknown op types (named) and control flow counted approximately
         t.add_row("note", escape(line))
-    if res.prediction and res.mode == "predicted":
+    if res.prediction is not None:
         from edgecv.devices.predict import prediction_rows
 
         for label, text in prediction_rows(res.prediction):
             t.add_row(label, escape(text))
-    elif res.prediction:  # a target measurement compared with a device's prediction
+    if res.comparison is not None:  # a target measurement compared with a device's prediction
         from edgecv.targets.anchor import format_comparison
 
         t.add_row("compared", escape(format_comparison(res)))
-    env = res.env or {}
+    env = res.env
     if env:
         from edgecv.profiling.cpu_probe import describe
 
         t.add_row("host" if res.device in ("host", "none") else "target",
-                  escape(f"{describe(env, env.get('cores'))}, "
-                                 f"{env.get('os', '')}, Python {env.get('python', '')}"))
-    extra = getattr(res, "target", None) or {}
-    if extra.get("verify"):
+                  escape(f"{describe(env.to_dict(), env.cores)}, {env.os or ''}, Python {env.python or ''}"))
+    extra = res.target
+    if extra.verify is not None:
         from edgecv.targets.numerics import format_verify
 
-        for label, text in format_verify(extra["verify"]):
+        for label, text in format_verify(extra.verify):
             t.add_row(label, escape(text))
-    if extra.get("sustained"):
-        for label, text in sustained_rows(extra["sustained"]):
+    if extra.sustained is not None:
+        for label, text in sustained_rows(extra.sustained):
             t.add_row(label, escape(text))
     con.print(t)
-    ot = extra.get("op_timings")
-    if ot is not None and not ot.get("available"):
-        con.print(f"per-op times: not available ({escape(ot.get('reason', ''))})")
-    elif ot:
-        pred = ot.get("predicted_by_class_ms") or {}
-        total = sum(ot["by_class_ms"].values()) or 1.0
+    ot = extra.op_timings
+    if ot is not None and not ot.available:
+        con.print(f"per-op times: not available ({escape(ot.reason or '')})")
+    elif ot is not None:
+        pred = ot.predicted_by_class_ms or {}
+        total = sum(ot.by_class_ms.values()) or 1.0
         c = Table("op class", "measured ms", "measured %", *(
-            [f"predicted ms ({ot.get('predicted_device')})"] if pred else []),
-            title=f"measured per-op time by class ({ot['mapped']}/{ot['measured']} measured ops mapped to the "
-                  f"{ot['static_ops']} static ops; {escape(str(ot.get('source', '')))})", title_justify="left")
-        for cls in list(ot["by_class_ms"]) + [k for k in pred if k not in ot["by_class_ms"]]:
-            v = ot["by_class_ms"].get(cls)
+            [f"predicted ms ({ot.predicted_device})"] if pred else []),
+            title=f"measured per-op time by class ({ot.mapped}/{ot.measured} measured ops mapped to the "
+                  f"{ot.static_ops} static ops; {escape(str(ot.source or ''))})", title_justify="left")
+        for cls in list(ot.by_class_ms) + [k for k in pred if k not in ot.by_class_ms]:
+            v = ot.by_class_ms.get(cls)
             c.add_row(cls, "-" if v is None else f"{v:.3f}", "-" if v is None else f"{100 * v / total:.1f}",
                       *([f"{pred[cls]:.3f}" if cls in pred else "-"] if pred else []))
         con.print(c)

@@ -12,7 +12,7 @@ from edgecv.devices.model import (builtin_slowdown, compute_dtype, default_threa
                                   host_calibration, latency_s, op_terms, partition_seconds)
 from edgecv.devices.profile import DeviceProfile, load_profile
 from edgecv.errors import EdgecvError
-from edgecv.records import LatencyStats, OpStat, Prediction, ProfileResult
+from edgecv.records import LatencyStats, OpStat, Prediction, ProfileResult, RuntimeInfo
 
 MIB = 2**20
 SMALL_TENSOR_BYTES = 4096
@@ -175,28 +175,28 @@ def predict_profile(static: ProfileResult, device: str | DeviceProfile, threads:
         "coefficients_runtime": coeffs.runtime,
         "warnings": warnings,
     })
-    runtime = {"name": "tflite", "version": "(predicted)", "delegate": "xnnpack", "threads": n,
-               "predictor": "edgecv.devices roofline v1"}
+    runtime = RuntimeInfo(name="tflite", version="(predicted)", delegate="xnnpack", threads=n,
+                          predictor="edgecv.devices roofline v1")
     return dataclasses.replace(static, mode="predicted", device=dev.id, latency_ms=lat, runtime=runtime,
                                prediction=prediction)
 
 
-def prediction_rows(pred: dict) -> list[tuple[str, str]]:
+def prediction_rows(pred: Prediction) -> list[tuple[str, str]]:
     """Human-readable (label, text) rows of a ``ProfileResult.prediction`` for CLI tables."""
     mib = lambda b: f"{b / MIB:,.1f} MiB"  # noqa: E731
-    rows = [("predicted latency", f"{pred['latency_ms']:.2f} ms (band {pred['band_low_ms']:.2f}-"
-                                  f"{pred['band_high_ms']:.2f} ms, +/-{pred['band_fraction']:.0%}), "
-                                  f"{pred['fps']:.1f} FPS, {pred['threads']} threads"),
-            ("predicted peak memory", f"{mib(pred['peak_memory_bytes'])} = arena {mib(pred['arena_bytes'])} + weights "
-                                      f"{mib(pred['weights_in_memory_bytes'])} + runtime "
-                                      f"{mib(pred['runtime_baseline_bytes'])}"),
-            ("fits RAM", f"{'yes' if pred['fits_ram'] else 'NO'} ({mib(pred['usable_ram_bytes'])} usable of "
-                         f"{mib(pred['ram_bytes'])})")]
-    if pred.get("energy_mj_per_inference") is not None:
-        rows.append(("energy", f"{pred['energy_mj_per_inference']:.1f} mJ per inference (board power x latency)"))
-    if pred.get("budget_ms") is not None:
-        rows.append(("budget", f"{pred['budget_ms']:g} ms: {'met' if pred['meets_budget'] else 'NOT met'}"))
-    rows.append(("coefficients", f"{pred['coefficients_method']} ({pred['coefficients_runtime']})"))
-    for w in pred.get("warnings", []):
+    rows = [("predicted latency", f"{pred.latency_ms:.2f} ms (band {pred.band_low_ms:.2f}-"
+                                  f"{pred.band_high_ms:.2f} ms, +/-{pred.band_fraction:.0%}), "
+                                  f"{pred.fps:.1f} FPS, {pred.threads} threads"),
+            ("predicted peak memory", f"{mib(pred.peak_memory_bytes)} = arena {mib(pred.arena_bytes)} + weights "
+                                      f"{mib(pred.weights_in_memory_bytes)} + runtime "
+                                      f"{mib(pred.runtime_baseline_bytes)}"),
+            ("fits RAM", f"{'yes' if pred.fits_ram else 'NO'} ({mib(pred.usable_ram_bytes)} usable of "
+                         f"{mib(pred.ram_bytes)})")]
+    if pred.energy_mj_per_inference is not None:
+        rows.append(("energy", f"{pred.energy_mj_per_inference:.1f} mJ per inference (board power x latency)"))
+    if pred.budget_ms is not None:
+        rows.append(("budget", f"{pred.budget_ms:g} ms: {'met' if pred.meets_budget else 'NOT met'}"))
+    rows.append(("coefficients", f"{pred.coefficients_method} ({pred.coefficients_runtime})"))
+    for w in pred.warnings:
         rows.append(("warning", w))
     return rows

@@ -85,7 +85,7 @@ def _price(path: str, device: str | None) -> tuple[float, str]:
         from edgecv.profiling.api import static_profile
 
         pred = predict_profile(static_profile(path), device)
-        return float(pred.prediction["latency_ms"]), f"predicted on {pred.device}"
+        return float(pred.prediction.latency_ms), f"predicted on {pred.device}"
     from edgecv.profiling.api import profile
 
     res = profile(path, runs=HOST_RUNS, min_time_s=HOST_MIN_TIME_S, warmup_runs=3)

@@ -19,7 +19,7 @@ from pathlib import Path
 from edgecv.errors import EdgecvError
 from edgecv.profiling._child import check_model_path, run_child
 from edgecv.profiling.static import analyze
-from edgecv.records import LatencyStats, ProfileResult
+from edgecv.records import EnvInfo, LatencyStats, ProfileResult, RuntimeInfo
 from edgecv.validate import MAX_THREADS, int_at_least, non_negative_float
 
 RUNTIMES = ("litert", "onnxruntime")
@@ -63,7 +63,7 @@ def static_profile(path: str | os.PathLike, timeout_s: float = 300.0) -> Profile
         sa = analyze(run_path, timeout_s=timeout_s)
     res = ProfileResult.from_static(sa, str(path), mode="static", device="none")
     if converted_from:
-        res = replace(res, runtime={"converted_from": converted_from}, file_bytes=os.path.getsize(path))
+        res = replace(res, runtime=RuntimeInfo(converted_from=converted_from), file_bytes=os.path.getsize(path))
     return res
 
 
@@ -118,7 +118,7 @@ def profile(path: str | os.PathLike, runtime: str | None = None, threads: int | 
         rt = _check_runtime(runtime, sa.format)
         if not measure:
             return replace(ProfileResult.from_static(sa, str(path), mode="static", device="none"),
-                           runtime={"converted_from": converted_from} if converted_from else {})
+                           runtime=RuntimeInfo(converted_from=converted_from))
         m = measure_host(run_path, rt, threads, warmup_runs, runs, min_time_s, cpus=cpus, seed=seed,
                          timeout_s=timeout_s)
     res = ProfileResult.from_static(sa, str(path), mode="measured", device="host")
@@ -131,15 +131,10 @@ def apply_runner_json(res: ProfileResult, m: dict, warmup_runs: int | None = Non
                       converted: str | None = None) -> ProfileResult:
     """A copy of ``res`` with the measured fields from ``runner.py``'s JSON object (host or target; the one
     parser of that object)."""
-    runtime = dict(m["runtime"])
-    runtime["warmup_runs"] = m.get("warmup_runs", warmup_runs)
-    if min_time_s is not None:
-        runtime["min_time_s"] = float(min_time_s)
-    if converted:
-        runtime["converted_from"] = converted
-    if m.get("cpus"):
-        runtime["cpus"] = m["cpus"]
+    runtime = replace(RuntimeInfo.from_dict(m["runtime"]), warmup_runs=m.get("warmup_runs", warmup_runs),
+                      min_time_s=None if min_time_s is None else float(min_time_s), converted_from=converted or None,
+                      cpus=m.get("cpus") or None)
     return res.with_measurement(LatencyStats.from_dict(m["latency_ms"]), init_ms=m["init_ms"],
                                 first_inference_ms=m["first_inference_ms"], peak_rss_bytes=m["peak_rss_bytes"],
                                 rss_growth_bytes=m["rss_growth_bytes"], runtime=runtime,
-                                env=dict(m.get("env") or {}))
+                                env=EnvInfo.from_dict(m.get("env")))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.errors import EdgecvError
-from edgecv.records import LatencyStats, ProfileResult
+from edgecv.records import EnvInfo, InputInfo, LatencyStats, ProfileResult, RuntimeInfo, SustainedRun, cpu_indices
 from edgecv.validate import MAX_THREADS, int_at_least, non_negative_float
 
 __all__ = ["profile_target", "parse_target"]
@@ -89,20 +89,21 @@ def profile_target(path: str | os.PathLike, target: str, threads: int | None = N
         Android); cpus: pin to these cores, e.g. ``"2-3"`` (``taskset`` on Android).
     warmup_runs, runs, min_time_s: as the host profiler: untimed runs, then at least ``runs`` timed runs and
         at least ``min_time_s`` seconds.
-    compare_device: a device profile id (``rpi4``): ``result.prediction`` gets the prediction for that device
-        next to the measurement and the error (see ``edgecv.targets.anchor.format_comparison``).
+    compare_device: a device profile id (``rpi4``): ``result.comparison`` (a ``DeviceComparison``) holds the
+        prediction for that device next to the measurement and the error (see
+        ``edgecv.targets.anchor.format_comparison``).
     save_anchor: append the measurement to this CSV in published_latency.csv's columns (``anchor_device``,
         default ``compare_device`` or the target, fills the device column).
     python: the target's interpreter (default ``python3``; also ``?python=`` in the URI), e.g. a venv's.
     ssh_options: extra ssh/scp options (list or string), added to ``$EDGECV_SSH_OPTIONS``.
     verify: run this many held-out sample images through the model on the target (SSH) and compare the outputs
-        with the host's (``result.target["verify"]``, see ``edgecv.targets.numerics``); verify_reference: also
+        with the host's (``result.target.verify``, see ``edgecv.targets.numerics``); verify_reference: also
         compare with this model on the host (default: the sidecar's source model when it exists).
     duration_s, interval_s: a sustained run (SSH): p50/p90, temperature, frequency and throttling per interval,
-        burst vs steady state (``result.target["sustained"]``).
+        burst vs steady state (``result.target.sustained``).
     op_timings: measured per-op times where the target has a source for them (benchmark_model's op profiling
         over ADB, ONNX Runtime's profiler over SSH), mapped to the static ops and classes
-        (``result.target["op_timings"]``); otherwise the record says why there are none.
+        (``result.target.op_timings``); otherwise the record says why there are none.
     force: save an anchor even when the target's core does not match the anchor device's profile.
     """
     path = os.fspath(path)
@@ -161,15 +162,15 @@ def profile_target(path: str | os.PathLike, target: str, threads: int | None = N
         from edgecv.targets.anchor import comparison
 
         static = _static_for_prediction(res)
-        predicted = predict(static, compare_device, (res.runtime or {}).get("threads") or threads, budget_ms)
-        res = replace(res, prediction={"device": compare_device, **comparison(res, predicted)})
-        if res.target.get("op_timings", {}).get("available"):
-            pred = getattr(predicted, "prediction", None)
-            by_class = pred.get("latency_by_class_ms") if pred is not None else None
+        predicted = predict(static, compare_device, res.runtime.threads or threads, budget_ms)
+        res = replace(res, comparison=comparison(res, predicted, compare_device))
+        ot = res.target.op_timings
+        if ot is not None and ot.available:
+            pred = predicted.prediction
+            by_class = pred.latency_by_class_ms if pred is not None else None
             if by_class:
-                op_timings = {**res.target["op_timings"], "predicted_device": compare_device,
-                              "predicted_by_class_ms": dict(by_class)}
-                res = replace(res, target={**res.target, "op_timings": op_timings})
+                ot = replace(ot, predicted_device=compare_device, predicted_by_class_ms=dict(by_class))
+                res = replace(res, target=replace(res.target, op_timings=ot))
     if save_anchor is not None:
         from edgecv.targets.anchor import anchor_row, append_anchor, check_anchor_core
 
@@ -248,18 +249,19 @@ def _profile_ssh_file(path, run_path: Path, fmt, tgt, threads, warmup_runs, runs
         if converted:
             res = replace(res, file_bytes=os.path.getsize(path))
         res = with_target_measurement(res, m, warmup_runs=warmup_runs, min_time_s=min_time_s, converted=converted)
-        target: dict[str, Any] = {}
+        target = res.target
         if plan is not None:
             from edgecv.targets.numerics import compare
 
-            target["verify"] = compare(plan, m.get("verify"), res)
+            target = replace(target, verify=compare(plan, m.get("verify"), res))
     if m.get("sustained"):
-        target["sustained"] = m["sustained"]
+        target = replace(target, sustained=SustainedRun.from_dict(m["sustained"]))
     if extra.op_timings:
         from edgecv.targets.optimes import map_op_timings
 
-        target["op_timings"] = map_op_timings(res, m.get("op_timings") or {"unavailable": "no per-op times"})
-    return replace(res, target={**res.target, **target})
+        target = replace(target, op_timings=map_op_timings(res, m.get("op_timings") or
+                                                           {"unavailable": "no per-op times"}))
+    return replace(res, target=target)
 
 
 def with_target_measurement(res: ProfileResult, m: dict, warmup_runs: int | None = None,
@@ -269,10 +271,8 @@ def with_target_measurement(res: ProfileResult, m: dict, warmup_runs: int | None
     from edgecv.profiling.api import apply_runner_json
 
     res = apply_runner_json(res, m, warmup_runs=warmup_runs, min_time_s=min_time_s, converted=converted)
-    env = {**res.env, "target": res.device}
-    if m.get("inputs"):
-        env["inputs"] = m["inputs"]
-    return replace(res, env=env)
+    inputs = tuple(InputInfo.from_dict(i) for i in m.get("inputs") or ()) or None
+    return replace(res, env=replace(res.env, target=res.device, inputs=inputs or res.env.inputs))
 
 
 def _profile_adb(path, fmt, tgt, benchmark_binary, threads, warmup_runs, runs, min_time_s, cpus, timeout_s,
@@ -292,39 +292,38 @@ def _profile_adb(path, fmt, tgt, benchmark_binary, threads, warmup_runs, runs, m
     growth = None
     if out.memory_overall_bytes is not None and out.memory_init_bytes is not None:
         growth = out.memory_overall_bytes - out.memory_init_bytes
-    runtime: dict[str, Any] = {
-        "name": "tflite-benchmark_model",
-        "version": None,
-        "threads": out.threads if out.threads is not None and out.threads > 0 else threads,
-        "delegate": ",".join(out.delegates) if out.delegates else "default",
-        "warmup_runs": out.warmup.count if out.warmup else warmup_runs,
-        "min_time_s": float(min_time_s),
-        "warmup_avg_ms": out.warmup_avg_ms,
-        "max_ms": out.runs.max_us / 1000.0 if out.runs and out.runs.max_us is not None else None,
-        "p5_ms": out.runs.p5_us / 1000.0 if out.runs and out.runs.p5_us is not None else None,
-        "p95_ms": out.runs.p95_us / 1000.0 if out.runs and out.runs.p95_us is not None else None,
-        "memory_note": "peak_rss_bytes: benchmark_model's memory footprint (max RSS delta from the tool's start)",
-    }
-    if cpus:
-        runtime["cpus"] = cpus
-    env = {"target": res.device, "serial": serial, "cpu_model": props.get("soc") or props.get("board"),
-           "cores": int(props["cores"]) if props.get("cores", "").isdigit() else None,
-           "governor": props.get("governor")}
-    env.update({k: v for k, v in props.items() if k not in ("cores", "governor", "cpuinfo")})
+    runtime = RuntimeInfo(
+        name="tflite-benchmark_model",
+        version=None,
+        threads=out.threads if out.threads is not None and out.threads > 0 else threads,
+        delegate=",".join(out.delegates) if out.delegates else "default",
+        warmup_runs=out.warmup.count if out.warmup else warmup_runs,
+        min_time_s=float(min_time_s),
+        cpus=cpu_indices(cpus),
+        warmup_avg_ms=out.warmup_avg_ms,
+        max_ms=out.runs.max_us / 1000.0 if out.runs and out.runs.max_us is not None else None,
+        p5_ms=out.runs.p5_us / 1000.0 if out.runs and out.runs.p5_us is not None else None,
+        p95_ms=out.runs.p95_us / 1000.0 if out.runs and out.runs.p95_us is not None else None,
+        memory_note="peak_rss_bytes: benchmark_model's memory footprint (max RSS delta from the tool's start)",
+    )
+    # the phone's properties (edgecv.targets.adb.PROPS: model, manufacturer, android, sdk, soc, board, abi)
+    env = EnvInfo.from_dict({k: v for k, v in props.items() if k not in ("cores", "governor", "cpuinfo")})
+    env = replace(env, target=res.device, serial=serial, cpu_model=props.get("soc") or props.get("board"),
+                  cores=int(props["cores"]) if props.get("cores", "").isdigit() else None,
+                  governor=props.get("governor"))
     if props.get("cpuinfo"):  # the phone's /proc/cpuinfo through the one CPU probe
         from edgecv.profiling import cpu_probe
 
         machine = {"arm64-v8a": "aarch64", "armeabi-v7a": "armv7l", "x86_64": "x86_64"}.get(props.get("abi", ""),
                                                                                           "aarch64")
         fp = cpu_probe.fingerprint(props["cpuinfo"], machine, model_files=())
-        env.update({"core": fp["core"], "cpu_part": fp["cpu_part"], "isa": fp["isa"], "features": fp["features"],
-                    "machine": machine})
-        env["board"] = env.get("model")
+        env = replace(env, core=fp["core"], cpu_part=fp["cpu_part"], isa=dict(fp["isa"]),
+                      features=tuple(fp["features"]), machine=machine, board=env.model)
     res = res.with_measurement(LatencyStats.from_dict(out.latency_ms()), init_ms=out.init_ms,
                                first_inference_ms=out.first_inference_ms, peak_rss_bytes=peak_rss,
                                rss_growth_bytes=growth, runtime=runtime, env=env)
     if op_timings:
         from edgecv.targets.optimes import from_benchmark_model, map_op_timings
 
-        res = replace(res, target={**res.target, "op_timings": map_op_timings(res, from_benchmark_model(out))})
+        res = replace(res, target=replace(res.target, op_timings=map_op_timings(res, from_benchmark_model(out))))
     return res

@@ -16,6 +16,7 @@ from typing import Any
 
 from edgecv.errors import EdgecvError
 from edgecv.fileio import atomic_path
+from edgecv.records import DeviceComparison
 
 ANCHOR_COLUMNS = ("device", "runtime", "model", "width", "resolution", "precision", "threads", "latency_ms",
                   "note", "source")
@@ -56,11 +57,11 @@ def model_identity(path: str | os.PathLike, input_shape: list[int] | None = None
 
 
 def runtime_label(result) -> str:
-    rt = result.runtime or {}
-    name = rt.get("name") or "unknown"
-    ver = rt.get("version")
+    rt = result.runtime
+    name = rt.name or "unknown"
+    ver = rt.version
     label = f"{name}-{ver}" if ver and ver != "?" else str(name)
-    delegate = str(rt.get("delegate") or "")
+    delegate = str(rt.delegate or "")
     if delegate.startswith("xnnpack") and "xnnpack" not in label:
         label += "-xnnpack"
     return label
@@ -71,14 +72,14 @@ def anchor_row(result, device: str | None = None, source: str | None = None) -> 
     ms = measured_ms(result)
     if ms is None:
         raise EdgecvError("--save-anchor: the result has no measured latency")
-    inputs = (result.env or {}).get("inputs") or []
-    shape = inputs[0].get("shape") if inputs and isinstance(inputs[0], dict) else None
+    inputs = result.env.inputs or ()
+    shape = list(inputs[0].shape) if inputs else None
     ident = model_identity(result.model, shape)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     lat = result.latency_ms
     stat = "median" if lat.p50 is not None else "mean"
     note = f"edgecv measured {stat} of {lat.runs} runs on {result.device}"
-    cpu = (result.env or {}).get("cpu_model") or (result.env or {}).get("board")
+    cpu = result.env.cpu_model or result.env.board
     if cpu:
         note += f" ({cpu})"
     return {
@@ -88,7 +89,7 @@ def anchor_row(result, device: str | None = None, source: str | None = None) -> 
         "width": ident["width"],
         "resolution": ident["resolution"],
         "precision": result.precision,
-        "threads": (result.runtime or {}).get("threads", ""),
+        "threads": "" if result.runtime.threads is None else result.runtime.threads,
         "latency_ms": f"{ms:.4g}",
         "note": note,
         "source": source or f"edgecv profile --target {result.device} ({when})",
@@ -119,13 +120,13 @@ def check_anchor_core(result, device: str | None, force: bool = False) -> None:
         want |= core_names(c.core)
     if not want:
         return
-    env = result.env or {}
-    seen = env.get("core") or env.get("cpu_model") or "an unknown CPU"
+    env = result.env
+    seen = env.core or env.cpu_model or "an unknown CPU"
     have = core_names(seen)
     if want & have:
         return
     cores = ", ".join(sorted({c.core for c in prof.clusters}))
-    raise EdgecvError(f"--save-anchor: the target's CPU is {seen} ({env.get('machine') or '?'}), not {device}'s "
+    raise EdgecvError(f"--save-anchor: the target's CPU is {seen} ({env.machine or '?'}), not {device}'s "
                       f"{cores}: refusing to save this measurement as a {device} anchor (--force saves it anyway)")
 
 
@@ -157,53 +158,30 @@ def append_anchor(path: str | os.PathLike, row: dict[str, Any]) -> Path:
     return path
 
 
-def comparison(result, predicted) -> dict[str, Any]:
-    """``prediction`` block for a measured result compared with a predicted one."""
-    meas = measured_ms(result)
-    pred = _predicted_ms(predicted)
-    out: dict[str, Any] = {"measured_ms": meas, "predicted_ms": pred}
-    if meas and pred:
-        out["error_pct"] = 100.0 * (pred - meas) / meas
-        out["ratio_measured_to_predicted"] = meas / pred
-    extra = getattr(predicted, "prediction", None) if not isinstance(predicted, dict) else predicted.get("prediction")
-    if extra is not None and not isinstance(extra, dict) and hasattr(extra, "to_dict"):  # a Prediction record
-        extra = extra.to_dict()
-    if isinstance(extra, dict):
-        for k in ("band_low_ms", "band_high_ms", "band", "fits_ram", "meets_budget", "fps", "warnings"):
-            if k in extra:
-                out[k] = extra[k]
-        lo, hi = extra.get("band_low_ms", extra.get("low_ms")), extra.get("band_high_ms", extra.get("high_ms"))
-        band = extra.get("band")
-        if (lo is None or hi is None) and isinstance(band, (list, tuple)) and len(band) == 2:
-            lo, hi = band
-        if meas is not None and lo is not None and hi is not None:
-            out["within_band"] = bool(lo <= meas <= hi)
-    return out
+def comparison(result, predicted, device: str) -> DeviceComparison:
+    """A measured result compared with ``device``'s prediction (a predicted ``ProfileResult``)."""
+    pred = getattr(predicted, "prediction", None)
+    return DeviceComparison.of(device, measured_ms(result), pred, predicted_ms=_predicted_ms(predicted))
 
 
 def _predicted_ms(predicted) -> float | None:
-    if predicted is None:
-        return None
-    if isinstance(predicted, (int, float)):
-        return float(predicted)
-    lat = predicted.get("latency_ms") if isinstance(predicted, dict) else getattr(predicted, "latency_ms", None)
+    lat = getattr(predicted, "latency_ms", None)
     if lat is None:
         return None
-    if isinstance(lat, (int, float)):
-        return float(lat)
-    get = (lambda k: lat.get(k)) if isinstance(lat, dict) else (lambda k: getattr(lat, k, None))
-    return get("p50") if get("p50") is not None else get("mean")
+    return lat.p50 if lat.p50 is not None else lat.mean
 
 
 def format_comparison(result) -> str:
     """``measured 41.2 ms (median, 50 runs) on ssh://pi4 | predicted rpi4 38.0 ms | error -7.8%``."""
-    p = result.prediction or {}
-    meas, pred = p.get("measured_ms"), p.get("predicted_ms")
+    c = result.comparison
+    if c is None:
+        return f"measured on {result.device}"
+    meas, pred = c.measured_ms, c.predicted_ms
     text = f"measured {meas:.3g} ms on {result.device}" if meas is not None else f"measured on {result.device}"
     if pred is not None:
-        text += f" | predicted {p.get('device', '')} {pred:.3g} ms".replace("  ", " ")
-    if p.get("error_pct") is not None:
-        text += f" | prediction error {p['error_pct']:+.1f}%"
-    if "within_band" in p:
-        text += " (inside the predicted band)" if p["within_band"] else " (outside the predicted band)"
+        text += f" | predicted {c.device} {pred:.3g} ms".replace("  ", " ")
+    if c.error_pct is not None:
+        text += f" | prediction error {c.error_pct:+.1f}%"
+    if c.within_band is not None:
+        text += " (inside the predicted band)" if c.within_band else " (outside the predicted band)"
     return re.sub(r"\s+", " ", text)

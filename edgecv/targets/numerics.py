@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.errors import EdgecvError
+from edgecv.records import NumericsMetrics, VerifyReport
 
 # Same file, two runtimes: float32 kernels agree to ~1e-5 (>= 80 dB); below this the runtimes compute differently.
 DIVERGENCE_SQNR_DB = 40.0
@@ -116,7 +117,7 @@ def _sidecar_preprocessing(artifact: Path):
         return None
 
 
-def metrics(ref: np.ndarray, out: np.ndarray) -> dict:
+def metrics(ref: np.ndarray, out: np.ndarray) -> NumericsMetrics:
     """SQNR of ``out`` against ``ref`` (dB; None when identical), top-1 agreement, largest absolute error."""
     ref = np.asarray(ref, np.float64).reshape(len(ref), -1)
     out = np.asarray(out, np.float64).reshape(len(out), -1)
@@ -124,13 +125,13 @@ def metrics(ref: np.ndarray, out: np.ndarray) -> dict:
     noise = float(np.sum(err * err))
     signal = float(np.sum(ref * ref))
     sqnr = None if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else -math.inf)
-    return {
-        "sqnr_db": None if sqnr is None else round(sqnr, 2) if math.isfinite(sqnr) else -999.0,
-        "bit_exact": noise == 0,
-        "top1_agreement": float(np.mean(np.argmax(ref, 1) == np.argmax(out, 1))),
-        "max_abs_error": float(np.max(np.abs(err))) if err.size else 0.0,
-        "samples": int(len(ref)),
-    }
+    return NumericsMetrics(
+        sqnr_db=None if sqnr is None else round(sqnr, 2) if math.isfinite(sqnr) else -999.0,
+        bit_exact=noise == 0,
+        top1_agreement=float(np.mean(np.argmax(ref, 1) == np.argmax(out, 1))),
+        max_abs_error=float(np.max(np.abs(err))) if err.size else 0.0,
+        samples=int(len(ref)),
+    )
 
 
 def decode(block: dict | None) -> np.ndarray:
@@ -143,46 +144,45 @@ def decode(block: dict | None) -> np.ndarray:
     return np.frombuffer(raw, dtype="<f4").reshape(shape)
 
 
-def compare(plan: VerifyPlan, block: dict | None, res) -> dict:
-    """The ``verify`` block of a target result."""
+def compare(plan: VerifyPlan, block: dict | None, res) -> VerifyReport:
+    """The ``verify`` part of a target result (``ProfileResult.target.verify``)."""
     from edgecv.evaluation.api import run_outputs
 
     y_t = decode(block)
     y_h = run_outputs(plan.artifact, plan.x, batch=1, threads=1).reshape(len(y_t), -1)
-    rt = res.runtime or {}
-    target_rt = f"{rt.get('name', '?')} {rt.get('version', '')}".strip()
+    rt = res.runtime
+    target_rt = f"{rt.name or '?'} {rt.version or ''}".strip()
     same = metrics(y_h, y_t)
-    out: dict = {"samples": len(y_t), "images": plan.images, "preprocessing": plan.preprocessing,
-                 "host_runtime": plan.host_runtime, "target_runtime": target_rt, "vs_host": same}
-    diverges = same["top1_agreement"] < 1.0 or (same["sqnr_db"] is not None and same["sqnr_db"] < DIVERGENCE_SQNR_DB)
-    out["diverges"] = bool(diverges)
+    diverges = same.top1_agreement < 1.0 or (same.sqnr_db is not None and same.sqnr_db < DIVERGENCE_SQNR_DB)
     warnings = []
     if diverges:
-        sq = "bit-exact" if same["sqnr_db"] is None else f"SQNR {same['sqnr_db']:.1f} dB"
+        sq = "bit-exact" if same.sqnr_db is None else f"SQNR {same.sqnr_db:.1f} dB"
         warnings.append(f"the target's runtime ({target_rt}) computes this file differently from the host's "
-                        f"({plan.host_runtime}): top-1 agreement {same['top1_agreement']:.0%} over {len(y_t)} "
-                        f"samples, {sq}, max error {same['max_abs_error']:.3g}; judge accuracy on the target, "
+                        f"({plan.host_runtime}): top-1 agreement {same.top1_agreement:.0%} over {len(y_t)} "
+                        f"samples, {sq}, max error {same.max_abs_error:.3g}; judge accuracy on the target, "
                         "not on the host")
+    ref = {}
     if plan.reference is not None:
         y_r = run_outputs(plan.reference, plan.x, batch=1, threads=1).reshape(len(y_t), -1)
-        out["reference"] = os.fspath(plan.reference)
-        out["vs_reference"] = metrics(y_r, y_t)
-        out["host_vs_reference"] = metrics(y_r, y_h)
-    out["warnings"] = warnings
-    return out
+        ref = {"reference": os.fspath(plan.reference), "vs_reference": metrics(y_r, y_t),
+               "host_vs_reference": metrics(y_r, y_h)}
+    return VerifyReport(samples=len(y_t), images=plan.images, preprocessing=plan.preprocessing,
+                        host_runtime=plan.host_runtime, target_runtime=target_rt, vs_host=same,
+                        diverges=bool(diverges), warnings=tuple(warnings), **ref)
 
 
-def format_verify(v: dict) -> list[tuple[str, str]]:
+def format_verify(v: VerifyReport) -> list[tuple[str, str]]:
     """Rows for the text output."""
-    def one(m: dict) -> str:
-        sq = "bit-exact" if m.get("bit_exact") else f"SQNR {m['sqnr_db']:.1f} dB"
-        return f"{sq}, top-1 agreement {m['top1_agreement']:.0%}, max error {m['max_abs_error']:.3g}"
+    def one(m: NumericsMetrics) -> str:
+        sq = "bit-exact" if m.bit_exact else f"SQNR {m.sqnr_db:.1f} dB"
+        return f"{sq}, top-1 agreement {m.top1_agreement:.0%}, max error {m.max_abs_error:.3g}"
 
-    rows = [("verify", f"{v['samples']} samples ({v['images']}; preprocessing: {v['preprocessing']})"),
-            ("  target vs host", f"{one(v['vs_host'])} ({v['target_runtime']} vs {v['host_runtime']})")]
-    if "vs_reference" in v:
-        rows.append(("  target vs reference", f"{one(v['vs_reference'])} ({Path(v['reference']).name} on the host)"))
-        rows.append(("  host vs reference", one(v["host_vs_reference"])))
-    for w in v.get("warnings", []):
+    rows = [("verify", f"{v.samples} samples ({v.images}; preprocessing: {v.preprocessing})"),
+            ("  target vs host", f"{one(v.vs_host)} ({v.target_runtime} vs {v.host_runtime})")]
+    if v.vs_reference is not None:
+        rows.append(("  target vs reference", f"{one(v.vs_reference)} ({Path(v.reference).name} on the host)"))
+        if v.host_vs_reference is not None:
+            rows.append(("  host vs reference", one(v.host_vs_reference)))
+    for w in v.warnings:
         rows.append(("  WARNING", w))
     return rows

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from edgecv.records import OpTiming, OpTimings
+
 # ONNX Runtime's fused kernels -> the graph op they start from
 _ORT_FUSED = {"FusedConv": "Conv", "FusedGemm": "Gemm", "QLinearConv": "Conv", "NhwcFusedConv": "Conv",
               "FusedMatMul": "MatMul", "QLinearMatMul": "MatMul"}
@@ -28,14 +30,14 @@ def _norm(t: str) -> str:
     return re.sub(r"[^a-z0-9]", "", t.lower())
 
 
-def map_op_timings(res, raw: dict[str, Any]) -> dict[str, Any]:
-    """``raw`` (runner or benchmark_model) -> ``{"available", "source", "ops": [...], "by_class_ms": {...}}``."""
+def map_op_timings(res, raw: dict[str, Any]) -> OpTimings:
+    """``raw`` (the runner's or benchmark_model's per-op times) -> the ``op_timings`` part of a target result."""
     if not raw or "unavailable" in raw or not raw.get("ops"):
         reason = (raw or {}).get("unavailable") or "the target's runtime reported no per-op times"
         if res.format == "tflite" and str(res.device).startswith("ssh://"):
             reason += ("; over SSH a .tflite has no per-op source (LiteRT and tflite-runtime have no Python op "
                        "profiler): use --target adb with benchmark_model, or profile the .onnx export")
-        return {"available": False, "reason": reason, "ops": [], "by_class_ms": {}}
+        return OpTimings(available=False, reason=reason)
     static = list(res.ops or [])
     by_index = {op.index: op for op in static}
     by_name = {op.name: op for op in static if op.name}
@@ -61,13 +63,13 @@ def map_op_timings(res, raw: dict[str, Any]) -> dict[str, Any]:
         if st is not None:
             taken.add(st.index)
         cls = st.op_class if st is not None else ("delegated" if "delegate" in mtype.lower() else "unmapped")
-        rows.append({"name": m.get("name", ""), "type": mtype, "avg_ms": float(m["avg_ms"]), "op_class": cls,
-                     "static_index": st.index if st is not None else None,
-                     "macs": st.macs if st is not None else None})
+        rows.append(OpTiming(name=str(m.get("name", "")), type=mtype, avg_ms=float(m["avg_ms"]), op_class=cls,
+                             static_index=st.index if st is not None else None,
+                             macs=st.macs if st is not None else None))
     by_class: dict[str, float] = {}
     for r in rows:
-        by_class[r["op_class"]] = by_class.get(r["op_class"], 0.0) + r["avg_ms"]
-    return {"available": True, "source": raw.get("source", ""), "runs": raw.get("runs"), "ops": rows,
-            "by_class_ms": dict(sorted(by_class.items(), key=lambda kv: -kv[1])),
-            "mapped": sum(r["static_index"] is not None for r in rows), "measured": len(rows),
-            "static_ops": len(static)}
+        by_class[r.op_class] = by_class.get(r.op_class, 0.0) + r.avg_ms
+    return OpTimings(available=True, source=raw.get("source", ""), runs=raw.get("runs"), ops=tuple(rows),
+                     by_class_ms=dict(sorted(by_class.items(), key=lambda kv: -kv[1])),
+                     mapped=sum(r.static_index is not None for r in rows), measured=len(rows),
+                     static_ops=len(static))

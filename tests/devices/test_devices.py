@@ -128,15 +128,15 @@ def test_prediction_contract():
     assert isinstance(res, ProfileResult) and res.mode == "predicted" and res.device == "rpi4"
     assert static.mode != "predicted"  # the input is not modified
     pr = res.prediction
-    lat = pr["latency_ms"]
+    lat = pr.latency_ms
     assert res.latency_ms.p50 == pytest.approx(lat, rel=1e-3) and res.latency_ms.runs == 0
-    assert pr["band_low_ms"] < lat < pr["band_high_ms"]
-    assert pr["fps"] == pytest.approx(1000 / lat, rel=1e-3)
-    assert pr["peak_memory_bytes"] == pr["arena_bytes"] + pr["weights_in_memory_bytes"] + pr["runtime_baseline_bytes"]
-    assert pr["arena_bytes"] == static.peak_activation_bytes and pr["weights_in_memory_bytes"] == static.weights_bytes
-    assert pr["fits_ram"] is True and pr["meets_budget"] is True and pr["threads"] == 4
-    assert predict_profile(static, "rpi4", 4, budget_ms=10).prediction["meets_budget"] is False
-    assert predict_profile(static, "rpi4", 4).prediction["meets_budget"] is None
+    assert pr.band_low_ms < lat < pr.band_high_ms
+    assert pr.fps == pytest.approx(1000 / lat, rel=1e-3)
+    assert pr.peak_memory_bytes == pr.arena_bytes + pr.weights_in_memory_bytes + pr.runtime_baseline_bytes
+    assert pr.arena_bytes == static.peak_activation_bytes and pr.weights_in_memory_bytes == static.weights_bytes
+    assert pr.fits_ram is True and pr.meets_budget is True and pr.threads == 4
+    assert predict_profile(static, "rpi4", 4, budget_ms=10).prediction.meets_budget is False
+    assert predict_profile(static, "rpi4", 4).prediction.meets_budget is None
     # XNNPACK README (2022): MobileNetV2 fp32, 4 threads, Pi 4 64-bit: 46 ms
     assert lat == pytest.approx(46, rel=0.25)
     labels = [r[0] for r in prediction_rows(pr)]
@@ -146,18 +146,18 @@ def test_prediction_contract():
 def test_more_threads_and_int8_are_faster_and_pi5_beats_pi4():
     f32 = anchor_static("mobilenet_v1_1.00_224", "float32")
     i8 = anchor_static("mobilenet_v1_1.00_224", "int8")
-    t = {n: predict_profile(f32, "rpi4", n).prediction["latency_ms"] for n in (1, 2, 4)}
+    t = {n: predict_profile(f32, "rpi4", n).prediction.latency_ms for n in (1, 2, 4)}
     assert t[1] > t[2] > t[4]
-    assert predict_profile(i8, "rpi4", 4).prediction["latency_ms"] < t[4]
-    assert predict_profile(f32, "rpi5", 4).prediction["latency_ms"] < t[4]
+    assert predict_profile(i8, "rpi4", 4).prediction.latency_ms < t[4]
+    assert predict_profile(f32, "rpi5", 4).prediction.latency_ms < t[4]
 
 
 def test_threads_above_cores_clamp_with_a_warning_and_bad_values_fail():
     static = anchor_static("mobilenet_v1_0.25_128", "float32")
     res = predict_profile(static, "rpi4", 16)
-    assert res.prediction["threads"] == 4
-    assert any("--threads 16 is more than the 4 cores" in w for w in res.prediction["warnings"])
-    assert res.prediction["latency_ms"] == predict_profile(static, "rpi4", 4).prediction["latency_ms"]
+    assert res.prediction.threads == 4
+    assert any("--threads 16 is more than the 4 cores" in w for w in res.prediction.warnings)
+    assert res.prediction.latency_ms == predict_profile(static, "rpi4", 4).prediction.latency_ms
     for bad in (0, -2, 1.5, True):
         with pytest.raises(EdgecvError, match="--threads"):
             predict_profile(static, "rpi4", bad)
@@ -172,9 +172,9 @@ def test_threads_above_cores_clamp_with_a_warning_and_bad_values_fail():
 
 def test_default_threads_are_the_big_cores():
     static = anchor_static("mobilenet_v1_0.25_128", "float32")
-    assert predict_profile(static, "rpi4").prediction["threads"] == 4
-    assert predict_profile(static, "pixel7").prediction["threads"] == 4  # 2x X1 + 2x A78
-    assert predict_profile(static, "pixel3a").prediction["threads"] == 2
+    assert predict_profile(static, "rpi4").prediction.threads == 4
+    assert predict_profile(static, "pixel7").prediction.threads == 4  # 2x X1 + 2x A78
+    assert predict_profile(static, "pixel3a").prediction.threads == 2
 
 
 def test_peak_activation_memory_matches_hand_liveness():
@@ -189,15 +189,15 @@ def test_float16_warning_and_memory():
     f32 = anchor_static("mobilenet_v2_1.00_224", "float32")
     r16 = predict_profile(f16, "rpi5", 4).prediction
     r32 = predict_profile(f32, "rpi5", 4).prediction
-    assert any("float16 model" in w and "float32" in w for w in r16["warnings"])
-    assert r16["weights_in_memory_bytes"] == 2 * f16.weights_bytes
-    assert r16["latency_ms"] == pytest.approx(r32["latency_ms"], rel=0.15)
+    assert any("float16 model" in w and "float32" in w for w in r16.warnings)
+    assert r16.weights_in_memory_bytes == 2 * f16.weights_bytes
+    assert r16.latency_ms == pytest.approx(r32.latency_ms, rel=0.15)
 
 
 def test_int8_without_dotprod_warns():
     i8 = anchor_static("mobilenet_v2_1.00_224", "int8")
-    w4 = predict_profile(i8, "rpi4", 4).prediction["warnings"]
-    w5 = predict_profile(i8, "rpi5", 4).prediction["warnings"]
+    w4 = predict_profile(i8, "rpi4", 4).prediction.warnings
+    w5 = predict_profile(i8, "rpi5", 4).prediction.warnings
     assert any("int8 without dot-product" in w for w in w4)
     assert not any("dot-product" in w for w in w5)
 
@@ -207,9 +207,9 @@ def test_int16x8_warns_that_no_published_latency_prices_it():
     a16 = dataclasses.replace(i8, precision="int16x8",
                               ops=[dataclasses.replace(o, dtype="int16" if o.dtype == "int8" else o.dtype)
                                    for o in i8.ops])
-    w = predict_profile(a16, "rpi5", 4).prediction["warnings"]
+    w = predict_profile(a16, "rpi5", 4).prediction.warnings
     assert any("int16x8" in x and "XNNPACK has no int16 kernels" in x and "--target" in x for x in w)
-    assert not any("int16" in x for x in predict_profile(i8, "rpi5", 4).prediction["warnings"])
+    assert not any("int16" in x for x in predict_profile(i8, "rpi5", 4).prediction.warnings)
 
 
 def test_ops_xnnpack_does_not_take_warn_and_cost_more():
@@ -219,18 +219,18 @@ def test_ops_xnnpack_does_not_take_warn_and_cost_more():
     big = next(i for i, o in enumerate(ops) if o.op_class == "depthwise")
     ops[big] = dataclasses.replace(ops[big], type="CUSTOM_DWCONV")
     res = predict_profile(dataclasses.replace(static, ops=ops), "rpi4", 4).prediction
-    assert any("CUSTOM_DWCONV" in w and "XNNPACK" in w for w in res["warnings"])
-    assert res["latency_ms"] > base["latency_ms"]
-    assert not any("XNNPACK" in w for w in base["warnings"])
+    assert any("CUSTOM_DWCONV" in w and "XNNPACK" in w for w in res.warnings)
+    assert res.latency_ms > base.latency_ms
+    assert not any("XNNPACK" in w for w in base.warnings)
 
 
 def test_model_that_does_not_fit_ram():
     static = anchor_static("mobilenet_v1_1.00_224", "float32")
     huge = dataclasses.replace(static, peak_activation_bytes=600 * 2**20)
     res = predict_profile(huge, "rpi-zero2w", 4).prediction
-    assert res["fits_ram"] is False
-    assert any("does not fit in RAM" in w for w in res["warnings"])
-    assert predict_profile(huge, "rpi5", 4).prediction["fits_ram"] is True  # 2 GiB smallest
+    assert res.fits_ram is False
+    assert any("does not fit in RAM" in w for w in res.warnings)
+    assert predict_profile(huge, "rpi5", 4).prediction.fits_ram is True  # 2 GiB smallest
 
 
 def test_onnx_style_ops_are_priced_without_xnnpack_warnings():
@@ -243,7 +243,7 @@ def test_onnx_style_ops_are_priced_without_xnnpack_warnings():
                            macs=ops[0].macs, params=ops[0].params, weights_bytes=ops[0].weight_bytes, file_bytes=0,
                            peak_activation_bytes=2 * 4 * 56 * 56 * 64, ops=ops)
     res = predict_profile(static, "rpi4", 2).prediction
-    assert res["latency_ms"] > 0 and not any("XNNPACK" in w for w in res["warnings"])
+    assert res.latency_ms > 0 and not any("XNNPACK" in w for w in res.warnings)
 
 
 def test_prediction_imports_neither_tensorflow_nor_scipy():
@@ -251,7 +251,7 @@ def test_prediction_imports_neither_tensorflow_nor_scipy():
             "from edgecv.devices.predict import predict_profile; "
             "r = predict_profile(anchor_static('mobilenet_v2_1.00_224', 'int8'), 'rpi4', 4); "
             "bad = [m for m in ('tensorflow', 'keras', 'scipy') if m in sys.modules]; "
-            "print(r.prediction['latency_ms'], bad); sys.exit(1 if bad else 0)")
+            "print(r.prediction.latency_ms, bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -325,10 +325,10 @@ def test_prediction_names_fallback_ops_and_stops_favouring_int8(mnv3_small):
     n_hs = sum(1 for o in i8.ops
                if o.type == "HARD_SWISH" and o.input_bytes + o.activation_bytes >= SMALL_TENSOR_BYTES)
     assert n_hs >= 15
-    assert p8["fallback_ops"]["HARD_SWISH int8"] == n_hs
-    assert any(f"HARD_SWISH int8: {n_hs} ops on built-in kernels" in w for w in p8["warnings"])
-    assert any(f"{i8.delegate_partitions} partitions" in w for w in p8["warnings"])
-    assert "HARD_SWISH float32" not in p16["fallback_ops"]
+    assert p8.fallback_ops["HARD_SWISH int8"] == n_hs
+    assert any(f"HARD_SWISH int8: {n_hs} ops on built-in kernels" in w for w in p8.warnings)
+    assert any(f"{i8.delegate_partitions} partitions" in w for w in p8.warnings)
+    assert "HARD_SWISH float32" not in p16.fallback_ops
     # the reference: this host measures the int8 file slower than the float16 one (fastest of repeated runs);
     # the host prediction (the host's own coefficients when the kernel calibration matches this CPU) agrees
     assert _host_ms(mnv3_small["int8"]) > _host_ms(mnv3_small["float16"])
@@ -336,7 +336,7 @@ def test_prediction_names_fallback_ops_and_stops_favouring_int8(mnv3_small):
 
     if host_calibration(load_profile("host")) is None:
         pytest.skip("the kernel calibration was measured on another CPU: the host prediction uses ARM priors")
-    h8, h16 = (predict_profile(s, "host", 1).prediction["latency_ms"] for s in (i8, f16))
+    h8, h16 = (predict_profile(s, "host", 1).prediction.latency_ms for s in (i8, f16))
     assert h8 > h16
 
 
@@ -368,6 +368,10 @@ def test_prediction_record_round_trips():
     assert again == res and again.to_dict() == res.to_dict()
     assert isinstance(res.to_dict()["prediction"], dict) and res.to_dict()["prediction"]["warnings"] == list(
         res.prediction.warnings)
+    assert res.to_dict()["runtime"] == {"name": "tflite", "version": "(predicted)", "threads": 4,
+                                        "delegate": "xnnpack", "predictor": "edgecv.devices roofline v1"}
+    # attributes only: the record is not a dict
+    assert not hasattr(res.prediction, "get") and not hasattr(res.prediction, "__getitem__")
 
 
 # --- host calibration gated by the CPU fingerprint, fallback priced per op ------------------------------------
@@ -390,14 +394,14 @@ def test_host_uses_its_calibration_only_on_a_matching_cpu(monkeypatch):
     monkeypatch.setattr(m, "kernel_calibration", lambda: _calibration_for(fingerprint()))
     p = m.device_params(host)
     assert (p.conv_int8, p.dw_fp32, p.elementwise, p.overhead_s) == (0.4, 0.25, 40.0, pytest.approx(1e-7))
-    warn = predict_profile(static, host, 1).prediction["warnings"]
+    warn = predict_profile(static, host, 1).prediction.warnings
     assert any("coefficients measured on this CPU (2026-01-01" in w for w in warn)
     assert m.device_params(load_profile("rpi4")) == m.Params.from_coefficients(load_profile("rpi4").prediction)
 
     other = dict(fingerprint(), cpu_model="Some Other CPU")
     monkeypatch.setattr(m, "kernel_calibration", lambda: _calibration_for(other))
     assert m.device_params(host) == m.Params.from_coefficients(host.prediction)
-    warn = predict_profile(static, host, 1).prediction["warnings"]
+    warn = predict_profile(static, host, 1).prediction.warnings
     assert any("no kernel calibration matches this CPU" in w for w in warn)
 
 

@@ -94,7 +94,7 @@ def test_mobilenet_v1_ranking_matches_published_order(precision):
     rows = [m for m in load_rows(DATA / "published_latency.csv")
             if m.device == "pixel3" and m.model.startswith("mobilenet_v1") and m.precision == precision]
     assert len(rows) == 8
-    pred = {m.model: predict_profile(anchor_static(m.model, precision), "pixel3", m.threads).prediction["latency_ms"]
+    pred = {m.model: predict_profile(anchor_static(m.model, precision), "pixel3", m.threads).prediction.latency_ms
             for m in rows}
     published = [m.model for m in sorted(rows, key=lambda m: m.latency_ms)]
     predicted = sorted(pred, key=pred.get)
@@ -120,11 +120,11 @@ def test_wider_and_larger_mobilenets_are_predicted_slower(device):
     for precision in ("float32", "int8"):
         for res in (128, 160, 192, 224):
             t = [predict_profile(anchor_static(f"mobilenet_v1_{w:.2f}_{res}", precision), device, 4)
-                 .prediction["latency_ms"] for w in (0.25, 0.5, 0.75, 1.0)]
+                 .prediction.latency_ms for w in (0.25, 0.5, 0.75, 1.0)]
             assert t == sorted(t) and len(set(t)) == 4, (device, precision, res, t)
         for w in (0.25, 1.0):
             t = [predict_profile(anchor_static(f"mobilenet_v1_{w:.2f}_{r}", precision), device, 4)
-                 .prediction["latency_ms"] for r in (128, 160, 192, 224)]
+                 .prediction.latency_ms for r in (128, 160, 192, 224)]
             assert t == sorted(t), (device, precision, w, t)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from edgecv.errors import EdgecvError
+from edgecv.records import RuntimeInfo
 
 RUNNER = os.path.join(os.path.dirname(__file__), "..", "..", "edgecv", "profiling", "runner.py")
 NAME = "mobilenet_v1_0.25_128"
@@ -158,7 +159,7 @@ def test_keras_input_is_converted_to_tflite(models):
     res = static_profile(paths["keras"])
     assert (res.format, res.precision, res.mode) == ("tflite", "float32", "static")
     assert res.macs == cost.macs and res.params == cost.params_deployed
-    assert res.runtime == {"converted_from": "keras"}
+    assert res.runtime == RuntimeInfo(converted_from="keras") and res.to_dict()["runtime"] == {"converted_from": "keras"}
 
 
 def test_profile_api_measures_in_a_child_process(models):
@@ -167,7 +168,7 @@ def test_profile_api_measures_in_a_child_process(models):
     paths, cost = models
     res = profile(paths["tflite"], threads=1, warmup_runs=0, runs=2, min_time_s=0)
     assert res.mode == "measured" and res.latency_ms.runs == 2 and res.macs == cost.macs
-    assert res.runtime["name"] == "litert" and res.peak_rss_bytes > 0
+    assert res.runtime.name == "litert" and res.peak_rss_bytes > 0
     with pytest.raises(EdgecvError, match="cannot run a tflite model"):
         profile(paths["tflite"], runtime="onnxruntime")
     with pytest.raises(EdgecvError, match="runs"):

@@ -213,12 +213,12 @@ def test_ssh_profile_same_schema_and_latency_as_host(sshd, mobilenet):
     assert sshd.user not in res.device
     assert (res.macs, res.params, res.precision, res.format) == (host.macs, host.params, host.precision, host.format)
     assert res.macs > 100e6 and len(res.ops) == len(host.ops)
-    assert res.runtime["name"] == "litert" and res.runtime["threads"] == 1
+    assert res.runtime.name == "litert" and res.runtime.threads == 1
     assert res.latency_ms.runs >= 30 and res.latency_ms.min <= res.latency_ms.p50 <= res.latency_ms.p99
     assert res.init_ms > 0 and res.first_inference_ms > 0 and res.peak_rss_bytes > 10e6
-    assert res.env["cores"] == os.cpu_count() and res.env["machine"]
+    assert res.env.cores == os.cpu_count() and res.env.machine
     for key in ("cpu_model", "isa", "governor", "cpu_mhz", "os", "kernel", "python", "numpy", "runtime_version"):
-        assert key in res.env
+        assert key in d["env"]
     json.dumps(res.to_dict())  # JSON-able
     assert sshd.leftovers() == []  # the folder on the target is gone
 
@@ -259,19 +259,26 @@ def test_ssh_compare_device(sshd, mobilenet):
     pytest.importorskip("edgecv.devices.predict")
     res = profile_target(mobilenet, sshd.uri, cpus="0", runs=5, warmup_runs=1, min_time_s=0,
                          compare_device="rpi4", **_ssh(sshd))
-    assert res.runtime["cpus"] == [0] and res.runtime["threads"] == 1  # pinned; threads follow the CPU list
-    p = res.prediction
-    assert p["device"] == "rpi4" and p["measured_ms"] == res.latency_ms.p50
-    assert p["predicted_ms"] > 0
-    assert p["error_pct"] == pytest.approx(100 * (p["predicted_ms"] - p["measured_ms"]) / p["measured_ms"])
+    assert res.runtime.cpus == (0,) and res.runtime.threads == 1  # pinned; threads follow the CPU list
+    assert res.prediction is None  # a measurement: the device's prediction is in the comparison
+    p = res.comparison
+    assert p.device == "rpi4" and p.measured_ms == res.latency_ms.p50
+    assert p.predicted_ms > 0
+    assert p.error_pct == pytest.approx(100 * (p.predicted_ms - p.measured_ms) / p.measured_ms)
     # the prediction is the device engineer's predict_profile on the same static analysis, independently
     from edgecv.devices.predict import predict_profile
     from edgecv.profiling import static_profile
 
     pred = predict_profile(static_profile(mobilenet), "rpi4", 1)
-    assert p["predicted_ms"] == pytest.approx(pred.latency_ms.p50)
-    assert p["band_low_ms"] <= p["predicted_ms"] <= p["band_high_ms"]
-    assert "within_band" in p
+    assert p.predicted_ms == pytest.approx(pred.latency_ms.p50)
+    assert p.prediction == pred.prediction
+    assert p.prediction.band_low_ms <= p.predicted_ms <= p.prediction.band_high_ms
+    assert p.within_band is (p.prediction.band_low_ms <= p.measured_ms <= p.prediction.band_high_ms)
+    # the JSON keeps the comparison under "prediction" (its key before the record), and reads back
+    d = res.to_dict()
+    assert d["prediction"]["device"] == "rpi4" and d["prediction"]["error_pct"] == p.error_pct
+    assert d["prediction"]["band_low_ms"] == p.prediction.band_low_ms and "comparison" not in d
+    assert ProfileResult.from_dict(json.loads(json.dumps(d))) == res
     print("\n" + format_comparison(res))
 
 
@@ -438,10 +445,10 @@ def test_adb_profile_parses_real_output_and_cleans_up(fake_adb, mobilenet):
     assert res.init_ms == pytest.approx(16.242) and res.first_inference_ms == pytest.approx(360.262)
     assert res.peak_rss_bytes == round(138.809 * 2**20)
     assert res.rss_growth_bytes == round(138.809 * 2**20) - round(4.92969 * 2**20)
-    assert res.runtime["warmup_avg_ms"] == pytest.approx(304.586)
+    assert res.runtime.warmup_avg_ms == pytest.approx(304.586) and res.runtime.cpus == (4, 5, 6, 7)
     assert res.macs > 100e6 and res.precision == "float32"  # static counts of the pushed model
-    assert res.env["model"] == "Pixel 7" and res.env["cores"] == 8
-    json.dumps(res.to_dict())
+    assert res.env.model == "Pixel 7" and res.env.cores == 8
+    assert ProfileResult.from_dict(json.loads(json.dumps(res.to_dict()))) == res
 
     calls = fake_adb.calls()
     pushes = [c for c in calls if "push" in c]
@@ -543,17 +550,18 @@ def test_adb_op_profile_maps_to_static_ops(fake_adb, mobilenet, monkeypatch):
     res = profile_target(mobilenet, "adb", benchmark_binary=fake_adb.bench, op_timings=True, runs=5)
     run = next(c for c in fake_adb.calls() if "shell" in c and "benchmark_model --graph" in c[-1])
     assert "--enable_op_profiling=true" in run[-1].split()
-    ot = res.target["op_timings"]
-    assert ot["available"] and ot["measured"] == 31
+    ot = res.target.op_timings
+    assert ot.available and ot.measured == 31
     # the table's own numbers: 31 rows summing to the run's average (2950.34 ms, "Inference (avg)")
-    assert sum(r["avg_ms"] for r in ot["ops"]) == pytest.approx(2949.903, abs=1e-6)
-    assert sum(ot["by_class_ms"].values()) == pytest.approx(res.latency_ms.mean, rel=1e-3)
+    assert sum(r.avg_ms for r in ot.ops) == pytest.approx(2949.903, abs=1e-6)
+    assert sum(ot.by_class_ms.values()) == pytest.approx(res.latency_ms.mean, rel=1e-3)
     # MobileNetV1 (same architecture as the fixture): 1 standard conv, 13 depthwise, 13 pointwise convs
-    mapped = [r for r in ot["ops"] if r["static_index"] is not None]
+    mapped = [r for r in ot.ops if r.static_index is not None]
     assert len(mapped) >= 27
-    classes = {r["type"]: set() for r in mapped}
+    classes = {r.type: set() for r in mapped}
     for r in mapped:
-        classes[r["type"]].add(r["op_class"])
+        classes[r.type].add(r.op_class)
+    assert ProfileResult.from_dict(json.loads(json.dumps(res.to_dict()))) == res
     assert classes["DEPTHWISE_CONV_2D"] == {"depthwise"}
     assert {"conv", "pointwise"} <= classes["CONV_2D"]
 
@@ -663,10 +671,11 @@ def test_ssh_verify_same_runtime_is_exact_and_a_different_file_diverges(sshd, mo
 
     res = profile_target(mobilenet, sshd.uri, runs=2, warmup_runs=0, min_time_s=0, threads=1, verify=4,
                          **_ssh(sshd))
-    v = res.target["verify"]
-    assert v["samples"] == 4 and v["vs_host"]["top1_agreement"] == 1.0
-    assert v["vs_host"]["bit_exact"] or v["vs_host"]["sqnr_db"] > 100
-    assert not v["diverges"] and v["warnings"] == []
+    v = res.target.verify
+    assert v.samples == 4 and v.vs_host.top1_agreement == 1.0
+    assert v.vs_host.bit_exact or v.vs_host.sqnr_db > 100
+    assert not v.diverges and v.warnings == ()
+    assert res.to_dict()["target"]["verify"]["warnings"] == []
     # an independent reference: LiteRT in this process on the very inputs edgecv sent
     from helpers.weights import randomize_weights
 
@@ -676,9 +685,10 @@ def test_ssh_verify_same_runtime_is_exact_and_a_different_file_diverges(sshd, mo
     other.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
     res = profile_target(mobilenet, sshd.uri, runs=2, warmup_runs=0, min_time_s=0, threads=1, verify=4,
                          verify_reference=other, **_ssh(sshd))
-    v = res.target["verify"]
-    assert v["vs_reference"]["max_abs_error"] > 0 and not v["vs_reference"]["bit_exact"]
-    assert v["host_vs_reference"] == v["vs_reference"]  # target == host, so both differ from `other` alike
+    v = res.target.verify
+    assert v.vs_reference.max_abs_error > 0 and not v.vs_reference.bit_exact
+    assert v.host_vs_reference == v.vs_reference  # target == host, so both differ from `other` alike
+    assert ProfileResult.from_dict(json.loads(json.dumps(res.to_dict()))) == res
     assert sshd.leftovers() == []
 
 
@@ -697,16 +707,17 @@ def test_ssh_verify_cli_text_and_json(sshd, mobilenet):
 def test_ssh_duration_series_and_missing_sensors(sshd, mobilenet):
     res = profile_target(mobilenet, sshd.uri, runs=1, warmup_runs=0, min_time_s=0, threads=1, duration_s=3,
                          interval_s=1, **_ssh(sshd))
-    sus = res.target["sustained"]
-    assert 3 <= len(sus["intervals"]) <= 4 and sus["duration_s"] >= 3
-    assert sum(iv["runs"] for iv in sus["intervals"]) <= res.latency_ms.runs
-    for iv in sus["intervals"]:
-        assert 0 < iv["p50_ms"] <= iv["p90_ms"]
-    assert sus["burst_p50_ms"] == sus["intervals"][0]["p50_ms"]
+    sus = res.target.sustained
+    assert 3 <= len(sus.intervals) <= 4 and sus.duration_s >= 3
+    assert sum(iv.runs for iv in sus.intervals) <= res.latency_ms.runs
+    for iv in sus.intervals:
+        assert 0 < iv.p50_ms <= iv.p90_ms
+    assert sus.burst_p50_ms == sus.intervals[0].p50_ms
     if not Path("/sys/class/thermal/thermal_zone0/temp").exists():  # this container: no thermal zones
-        assert sus["intervals"][0]["temp_c"] is None and any("temperature" in u for u in sus["unavailable"])
+        assert sus.intervals[0].temp_c is None and any("temperature" in u for u in sus.unavailable)
     if shutil.which("vcgencmd") is None:
-        assert any("vcgencmd" in u for u in sus["unavailable"])
+        assert any("vcgencmd" in u for u in sus.unavailable)
+    assert ProfileResult.from_dict(json.loads(json.dumps(res.to_dict()))) == res
     text = _cli(["profile", mobilenet, "--target", f"{sshd.uri}?python={sys.executable}", "--runs", "1",
                  "--warmup-runs", "0", "--min-time-s", "0", "--threads", "1", "--duration", "2s",
                  "--interval", "1s"], env=_lab_env(sshd))
@@ -723,14 +734,17 @@ def test_ssh_ops_onnx_profiler_and_tflite_says_none(sshd, mobilenet, tmp_path):
     onnx = Path(quantize("mobilenet_v1_0.25_128", "float32", format="onnx", output=str(tmp_path)).path)
     res = profile_target(onnx, sshd.uri, runs=2, warmup_runs=0, min_time_s=0, threads=1, op_timings=True,
                          compare_device="rpi4", **_ssh(sshd))
-    ot = res.target["op_timings"]
-    assert ot["available"] and ot["source"].startswith("onnxruntime")
-    assert ot["mapped"] >= ot["measured"] // 2  # fused kernels aside, nodes are matched to the static ops
-    assert {"conv", "depthwise", "pointwise"} <= set(ot["by_class_ms"])
-    assert set(ot["predicted_by_class_ms"]) & set(ot["by_class_ms"])
+    ot = res.target.op_timings
+    assert ot.available and ot.source.startswith("onnxruntime")
+    assert ot.mapped >= ot.measured // 2  # fused kernels aside, nodes are matched to the static ops
+    assert {"conv", "depthwise", "pointwise"} <= set(ot.by_class_ms)
+    assert set(ot.predicted_by_class_ms) & set(ot.by_class_ms)
+    assert ot.predicted_by_class_ms == res.comparison.prediction.latency_by_class_ms
     # the profiler's per-op total is the order of one run (it adds its own overhead)
-    assert 0.2 * res.latency_ms.p50 < sum(ot["by_class_ms"].values()) < 5 * res.latency_ms.p50
+    assert 0.2 * res.latency_ms.p50 < sum(ot.by_class_ms.values()) < 5 * res.latency_ms.p50
     res = profile_target(mobilenet, sshd.uri, runs=2, warmup_runs=0, min_time_s=0, threads=1, op_timings=True,
                          **_ssh(sshd))
-    assert res.target["op_timings"]["available"] is False
-    assert "no per-op source" in res.target["op_timings"]["reason"]
+    assert res.target.op_timings.available is False
+    assert "no per-op source" in res.target.op_timings.reason
+    assert res.to_dict()["target"]["op_timings"] == {"available": False, "reason": res.target.op_timings.reason,
+                                                     "ops": [], "by_class_ms": {}}

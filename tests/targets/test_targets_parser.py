@@ -4,16 +4,19 @@ target URIs, ssh error messages, and the calibration-anchor CSV."""
 from __future__ import annotations
 
 import csv
+import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from edgecv.errors import EdgecvError
-from edgecv.records import LatencyStats, ProfileResult
+from edgecv.records import EnvInfo, InputInfo, LatencyStats, Prediction, ProfileResult, RuntimeInfo
 from edgecv.targets import parse_target
 from edgecv.targets.adb import AdbTarget, benchmark_command, cpu_mask
-from edgecv.targets.anchor import ANCHOR_COLUMNS, anchor_row, append_anchor, comparison, model_identity
+from edgecv.targets.anchor import (ANCHOR_COLUMNS, anchor_row, append_anchor, comparison, format_comparison,
+                                  model_identity)
 from edgecv.targets.benchmark_model import BenchmarkOutputError, parse_benchmark_model, strip_prefix
 from edgecv.targets.ssh import SshTarget, ssh_error_message
 
@@ -168,8 +171,8 @@ def _measured(model: str, p50: float | None = 41.5) -> ProfileResult:
         model=model, format="tflite", precision="int8", mode="measured", device="ssh://raspberrypi.local",
         macs=1, params=1, weights_bytes=1, file_bytes=1, peak_activation_bytes=1,
         latency_ms=LatencyStats(mean=42.0, std=1.0, min=40.0, p50=p50, p90=44.0, p99=45.0, runs=50),
-        runtime={"name": "litert", "version": "2.3.0", "threads": 4, "delegate": "xnnpack"},
-        env={"cpu_model": "Cortex-A72", "inputs": [{"name": "x", "shape": [1, 160, 160, 3], "dtype": "int8"}]},
+        runtime=RuntimeInfo(name="litert", version="2.3.0", threads=4, delegate="xnnpack"),
+        env=EnvInfo(cpu_model="Cortex-A72", inputs=(InputInfo(name="x", shape=(1, 160, 160, 3), dtype="int8"),)),
     )
 
 
@@ -218,15 +221,50 @@ def test_save_anchor_new_file_and_bad_header(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if ".part" in p]  # no temporary file left behind
 
 
+def _predicted(ms: float, low: float, high: float) -> ProfileResult:
+    pred = Prediction(latency_ms=ms, band_low_ms=low, band_high_ms=high, band_fraction=0.2, fps=1000 / ms,
+                      peak_memory_bytes=1, arena_bytes=1, weights_in_memory_bytes=1, runtime_baseline_bytes=0,
+                      ram_bytes=2, usable_ram_bytes=2, fits_ram=True, budget_ms=None, meets_budget=None, threads=4,
+                      energy_mj_per_inference=None, compute_dtype="int8", latency_by_class_ms={"conv": ms},
+                      coefficients_method="nnls", coefficients_runtime="tflite-xnnpack")
+    return ProfileResult(model="m.tflite", format="tflite", precision="int8", mode="predicted", device="rpi4",
+                         macs=1, params=1, weights_bytes=1, file_bytes=1, peak_activation_bytes=1,
+                         latency_ms=LatencyStats(mean=ms, std=0.0, min=ms, p50=ms, p90=ms, p99=ms, runs=0),
+                         prediction=pred)
+
+
 def test_comparison_error_and_band():
-    predicted = {"latency_ms": {"p50": 50.0, "mean": 51.0},
-                 "prediction": {"band_low_ms": 40.0, "band_high_ms": 60.0, "fps": 20.0}}
-    c = comparison(_measured("m.tflite", p50=40.0), predicted)
-    assert c["measured_ms"] == 40.0 and c["predicted_ms"] == 50.0
-    assert c["error_pct"] == pytest.approx(25.0)  # (50 - 40) / 40
-    assert c["within_band"] is True and c["fps"] == 20.0
-    c = comparison(_measured("m.tflite", p50=70.0), predicted)
-    assert c["within_band"] is False and c["error_pct"] == pytest.approx(100 * (50 - 70) / 70)
+    predicted = _predicted(50.0, 40.0, 60.0)
+    c = comparison(_measured("m.tflite", p50=40.0), predicted, "rpi4")
+    assert c.device == "rpi4" and c.measured_ms == 40.0 and c.predicted_ms == 50.0
+    assert c.error_pct == pytest.approx(25.0)  # (50 - 40) / 40
+    assert c.ratio_measured_to_predicted == pytest.approx(0.8)
+    assert c.within_band is True and c.prediction.fps == 20.0
+    c = comparison(_measured("m.tflite", p50=70.0), predicted, "rpi4")
+    assert c.within_band is False and c.error_pct == pytest.approx(100 * (50 - 70) / 70)
+    res = replace(_measured("m.tflite", p50=70.0), comparison=c)
+    assert format_comparison(res) == ("measured 70 ms on ssh://raspberrypi.local | predicted rpi4 50 ms | "
+                                      "prediction error -28.6% (outside the predicted band)")
+
+
+def test_comparison_json_keeps_its_old_keys_and_old_blocks_load():
+    res = replace(_measured("m.tflite", p50=40.0),
+                  comparison=comparison(_measured("m.tflite", p50=40.0), _predicted(50.0, 40.0, 60.0), "rpi4"))
+    d = json.loads(json.dumps(res.to_dict()))
+    # the keys the comparison had when it was a plain dict under "prediction"
+    old_keys = {"device", "measured_ms", "predicted_ms", "error_pct", "ratio_measured_to_predicted", "band_low_ms",
+                "band_high_ms", "fits_ram", "meets_budget", "fps", "warnings", "within_band"}
+    assert old_keys <= set(d["prediction"]) and "comparison" not in d
+    back = ProfileResult.from_dict(d)
+    assert back == res and back.prediction is None
+    # a record written before the change: the comparison without the whole prediction, and keys of a later version
+    d["prediction"] = {"device": "rpi4", "measured_ms": 40.0, "predicted_ms": 50.0, "error_pct": 25.0,
+                       "ratio_measured_to_predicted": 0.8, "band_low_ms": 40.0, "band_high_ms": 60.0,
+                       "fits_ram": True, "meets_budget": None, "fps": 20.0, "warnings": [], "within_band": True,
+                       "from_a_later_version": 1}
+    old = ProfileResult.from_dict(d)
+    assert old.comparison == replace(res.comparison, prediction=None)
+    assert format_comparison(old) == format_comparison(res)
 
 
 def test_runner_output_parsing_tolerates_login_noise_and_names_signals():
