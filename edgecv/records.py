@@ -63,13 +63,16 @@ class OpStat:
 
 @dataclass(frozen=True)
 class LatencyStats:
+    """Timed runs in ms. A statistic the measuring tool does not report is None (Android's benchmark_model prints
+    no p90/p99, older releases no median); a prediction has ``runs`` 0 and every statistic equal."""
+
     mean: float
-    std: float
-    min: float
-    p50: float
-    p90: float
-    p99: float
-    runs: int
+    std: float | None
+    min: float | None
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    runs: int | None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -184,10 +184,7 @@ def parse_duration(text: str, opt: str) -> float:
 
 def summary_row(res) -> dict:
     def lat(key):
-        v = res.latency_ms
-        if v is None:
-            return None
-        return v.get(key) if isinstance(v, dict) else getattr(v, key)
+        return None if res.latency_ms is None else getattr(res.latency_ms, key)
 
     row = {
         "model": res.model, "format": res.format, "precision": res.precision, "mode": res.mode, "device": res.device,
@@ -240,7 +237,7 @@ def render(res, show_ops: bool = False) -> None:
     t.add_row("model", f"{res.format} {res.precision}")
     t.add_row("latency", where)
     lat = res.latency_ms
-    g = (lambda k: lat[k]) if isinstance(lat, dict) else (lambda k: getattr(lat, k))
+    g = (lambda k: getattr(lat, k))  # noqa: E731
     if lat is not None and g("runs"):  # predicted results carry no runs: their rows come from the prediction
         def ms(k):  # benchmark_model (ADB) prints no p90/p99, and older releases no median: "-"
             return "-" if g(k) is None else f"{g(k):.2f}"

@@ -115,7 +115,7 @@ def sweep(model_files, family, classes, weights, alpha, variant, resolution, pre
                 con.print(f"[red]failed:[/red] {e}", highlight=False, soft_wrap=True)
         raise
     if as_json:
-        print_json({k: v for k, v in res.__dict__.items() if k != "rows"} | {"rows": len(res.rows)})
+        print_json(res.to_dict() | {"rows": len(res.rows)})
         return
     if not quiet:
         con.print(f"{res.points} points ({res.cached} cached, {res.computed} computed) in {res.seconds:.1f} s",

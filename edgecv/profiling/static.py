@@ -29,9 +29,9 @@ import json
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-from edgecv.records import OpStat
+from edgecv.records import OpStat, jsonable
 
 # ---- op classification tables ----------------------------------------------------------------
 
@@ -153,32 +153,40 @@ class StaticAnalysis:
     path: str
     format: str  # tflite | onnx
     precision: str  # float32 | float16 | int8 | int16x8 | dynamic | mixed
-    ops: list[OpStat]
+    ops: tuple[OpStat, ...]
     macs: int
     params: int
     weights_bytes: int
     file_bytes: int
     peak_activation_bytes: int
     peak_op_index: int  # index of the op at which the peak occurs (-1: before the first op)
-    inputs: list[dict] = field(default_factory=list)  # name, shape, dtype
-    outputs: list[dict] = field(default_factory=list)
+    inputs: tuple[dict, ...] = ()  # name, shape, dtype
+    outputs: tuple[dict, ...] = ()
     # op types the analysis does not know, with their count: their MACs and parameters are not in the totals
     unknown_ops: dict[str, int] = field(default_factory=dict)
     # True when ``macs`` is only a lower bound (unknown ops, a loop whose trip count is known at run time only)
     macs_lower_bound: bool = False
-    notes: list[str] = field(default_factory=list)  # one line per approximation (control flow, unknown ops)
+    notes: tuple[str, ...] = ()  # one line per approximation (control flow, unknown ops)
     # TFLite: the number of subgraphs the installed LiteRT's XNNPACK delegate takes (each op says whether it
     # is one of them in ``OpStat.delegated``); None for ONNX or when the delegate could not be applied
     delegate_partitions: int | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("ops", "inputs", "outputs", "notes"):  # sequences given as lists become tuples
+            if not isinstance(getattr(self, name), tuple):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = jsonable(self)
+        d["ops"] = [op.to_dict() for op in self.ops]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "StaticAnalysis":
-        d = dict(d)
-        d["ops"] = [OpStat(**{**o, "output_shape": tuple(o["output_shape"])}) for o in d["ops"]]
-        return cls(**d)
+        """The inverse of ``to_dict`` (the child process's JSON; unknown keys ignored)."""
+        kw = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        kw["ops"] = tuple(OpStat.from_dict(o) for o in d["ops"])
+        return cls(**kw)
 
 
 _ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1, "uint8": 1, "int16": 2,

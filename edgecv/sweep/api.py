@@ -19,13 +19,14 @@ import io
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from edgecv.errors import EdgecvError
 from edgecv.fileio import ensure_output_dir, write_json_atomic, write_text_atomic
 from edgecv.formats import CALIBRATED
+from edgecv.records import jsonable
 from edgecv.sweep.grid import SCHEMA, Point, SweepSpec, point_key
 
 RESULTS_SCHEMA = "edgecv.sweep.results/v1"
@@ -54,8 +55,11 @@ class Progress:
         pass
 
 
-@dataclass
+@dataclass(frozen=True)
 class SweepResult:
+    """What ``run_sweep`` did: its files, the point counts, the result rows (``results.json``'s ``rows``) and the
+    errors of the points that failed."""
+
     output_dir: str
     results_csv: str
     results_json: str
@@ -63,10 +67,18 @@ class SweepResult:
     cached: int
     computed: int
     failed: int
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    rows: tuple[dict[str, Any], ...] = ()
+    errors: tuple[str, ...] = ()
     seconds: float = 0.0
-    report: str | None = None
+    report: str | None = None  # the HTML report's path (None: report=False)
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "errors"):
+            if not isinstance(getattr(self, name), tuple):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(self)
 
 
 def tool_versions() -> dict[str, str]:
@@ -75,7 +87,7 @@ def tool_versions() -> dict[str, str]:
     return versions()
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Paths:
     root: Path
 
@@ -315,16 +327,17 @@ def run_sweep(spec: SweepSpec, output_dir: str | os.PathLike = "edgecv_sweep", *
     write_text_atomic(res_csv, rows_to_csv(rows))
     for f in (res_json, res_csv):
         _readable(f)
-    result = SweepResult(output_dir=str(root), results_csv=str(res_csv), results_json=str(res_json),
-                         points=len(spec.points), cached=len(spec.points) - len(todo), computed=computed,
-                         failed=failed, rows=rows, errors=errors)
+    report_path = None
     if report:
         from edgecv.report.html import write_report
 
-        result.report = str(write_report(rows, Path(root) / "report.html", title=f"edgecv sweep: {spec.family}",
-                                         meta=meta))
-        _readable(Path(result.report))
-    result.seconds = round(time.perf_counter() - t0, 3)
+        report_path = str(write_report(rows, Path(root) / "report.html", title=f"edgecv sweep: {spec.family}",
+                                       meta=meta))
+        _readable(Path(report_path))
+    result = SweepResult(output_dir=str(root), results_csv=str(res_csv), results_json=str(res_json),
+                         points=len(spec.points), cached=len(spec.points) - len(todo), computed=computed,
+                         failed=failed, rows=tuple(rows), errors=tuple(errors), report=report_path,
+                         seconds=round(time.perf_counter() - t0, 3))
     if failed:
         err = SweepFailed(f"{failed} of {len(spec.points)} point(s) failed (results written to {res_json}); "
                           f"first: {errors[0] if errors else 'unknown'}")

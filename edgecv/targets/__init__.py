@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.errors import EdgecvError
-from edgecv.records import EnvInfo, InputInfo, LatencyStats, ProfileResult, RuntimeInfo, SustainedRun, cpu_indices
+from edgecv.records import EnvInfo, InputInfo, ProfileResult, RuntimeInfo, SustainedRun, cpu_indices
 from edgecv.validate import MAX_THREADS, int_at_least, non_negative_float
 
 __all__ = ["profile_target", "parse_target"]
@@ -319,7 +319,7 @@ def _profile_adb(path, fmt, tgt, benchmark_binary, threads, warmup_runs, runs, m
         fp = cpu_probe.fingerprint(props["cpuinfo"], machine, model_files=())
         env = replace(env, core=fp["core"], cpu_part=fp["cpu_part"], isa=dict(fp["isa"]),
                       features=tuple(fp["features"]), machine=machine, board=env.model)
-    res = res.with_measurement(LatencyStats.from_dict(out.latency_ms()), init_ms=out.init_ms,
+    res = res.with_measurement(out.latency_ms(), init_ms=out.init_ms,
                                first_inference_ms=out.first_inference_ms, peak_rss_bytes=peak_rss,
                                rss_growth_bytes=growth, runtime=runtime, env=env)
     if op_timings:

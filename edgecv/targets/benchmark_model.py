@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 
 from edgecv.errors import EdgecvError
+from edgecv.records import LatencyStats
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 # logcat "11-25 10:31:13.022 21767 21767 I tflite  : ", then "INFO: " / "ERROR: " ... of the TFLite logger.
@@ -98,20 +99,14 @@ class BenchmarkModelOutput:
     delegates: tuple[str, ...] = field(default_factory=tuple)
     ops: tuple["OpTiming", ...] = ()  # --enable_op_profiling=true: the regular runs' "Run Order" table
 
-    def latency_ms(self) -> dict:
-        """The timed runs as the keys of ``edgecv.records.LatencyStats`` (ms). Percentiles the tool does
-        not print are ``None`` (p50 comes from ``median=`` in releases that print it)."""
+    def latency_ms(self) -> LatencyStats:
+        """The timed runs (ms). Percentiles the tool does not print are ``None`` (p50 comes from ``median=`` in
+        releases that print it)."""
         r = self.runs
         ms = (lambda v: None if v is None else v / 1000.0)
-        return {
-            "mean": self.inference_avg_ms,
-            "std": ms(r.std_us) if r else None,
-            "min": ms(r.min_us) if r else None,
-            "p50": ms(r.median_us) if r else None,
-            "p90": None,
-            "p99": None,
-            "runs": r.count if r else None,
-        }
+        return LatencyStats(mean=self.inference_avg_ms, std=ms(r.std_us) if r else None,
+                            min=ms(r.min_us) if r else None, p50=ms(r.median_us) if r else None, p90=None, p99=None,
+                            runs=r.count if r else None)
 
 
 def strip_prefix(line: str) -> str:

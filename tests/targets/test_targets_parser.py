@@ -49,8 +49,8 @@ def test_android_output_mi11():
     assert out.memory_init_bytes == round(4.92969 * 2**20)
     assert out.memory_overall_bytes == round(138.809 * 2**20)
     lat = out.latency_ms()
-    assert lat["mean"] == pytest.approx(249.684) and lat["min"] == pytest.approx(247.067)
-    assert lat["p50"] is None and lat["runs"] == 50
+    assert lat.mean == pytest.approx(249.684) and lat.min == pytest.approx(247.067)
+    assert lat.p50 is None and lat.p90 is None and lat.runs == 50
 
 
 def test_raspberry_pi_output_with_warmup_line_and_xnnpack():
