@@ -215,10 +215,19 @@ def load_weights_by_name(model, path: str | os.PathLike) -> None:
     # untrusted: external storage, virtual datasets and links refused before any dataset is read
     stored = load_legacy_or_none(p)
     if stored is None:
-        try:
-            model.load_weights(p)
-        except (ValueError, KeyError, OSError, TypeError, AttributeError, IndexError) as exc:
-            raise EdgecvError(f"--weights: {str(p)!r} does not fit {model.name}: {' '.join(str(exc).split())[:300]}") from None
+        import warnings
+
+        # Keras warns once per layer it could not match ("Skipping nested container ...") before it raises: a
+        # file that does not fit is this one line, not a hundred lines of warnings before it.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                model.load_weights(p)
+            except (ValueError, KeyError, OSError, TypeError, AttributeError, IndexError) as exc:
+                raise EdgecvError(f"--weights: {str(p)!r} does not fit {model.name}: "
+                                  f"{' '.join(str(exc).split())[:300]}") from None
+        for w in caught:  # loaded: whatever Keras said still reaches the caller
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
         return
     by_layer = {layer.name: layer for layer in model.layers if layer.weights}
     # Auto-named layers (keras.applications' Normalization) get a session-dependent suffix
