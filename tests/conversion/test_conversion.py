@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.litert import run_tflite
 
 from edgecv.conversion.onnx_export import int8_kernels_saturate
 from edgecv.errors import EdgecvError, GateFailed
@@ -46,29 +47,6 @@ def calib_npy(small, tmp_path_factory):
     path = tmp_path_factory.mktemp("calib") / "calib.npy"
     np.save(path, small[1])
     return path
-
-
-def _litert_run(path, x):
-    """Run a .tflite with LiteRT here, independently of edgecv's runner."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path))
-    it.allocate_tensors()
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
-    ys = []
-    for s in x:
-        v = s[None]
-        if i["dtype"] != np.float32:
-            sc, zp = i["quantization"]
-            v = np.clip(np.round(v / sc + zp), np.iinfo(i["dtype"]).min, np.iinfo(i["dtype"]).max).astype(i["dtype"])
-        it.set_tensor(i["index"], v)
-        it.invoke()
-        y = it.get_tensor(o["index"]).astype(np.float32)
-        if o["dtype"] != np.float32:
-            sc, zp = o["quantization"]
-            y = (y - zp) * sc
-        ys.append(y[0])
-    return np.stack(ys)
 
 
 def _sqnr(ref, out):
@@ -241,7 +219,7 @@ def test_tflite_int8_full_integer_per_channel_and_verified(small, calib_npy, tmp
     order = np.random.default_rng(0).permutation(len(x))[:40]
     held = x[np.sort(order)][24:40]
     ref = np.asarray(model(held, training=False))
-    out = _litert_run(path, held)
+    out = run_tflite(path, held)
     v = res.verification
     print(f"int8 io={io}: SQNR {v.sqnr_db} dB, top-1 {v.top1_agreement}")
     assert v.samples == 16 and v.runtime.startswith("litert")
@@ -291,7 +269,7 @@ def test_tflite_int16x8_16_bit_activations_8_bit_weights(small, calib_npy, tmp_p
     order = np.random.default_rng(0).permutation(len(x))[:40]
     held = x[np.sort(order)][24:40]
     ref = np.asarray(model(held, training=False))
-    out = _litert_run(path, held)
+    out = run_tflite(path, held)
     v = res.verification
     assert v.sqnr_db == pytest.approx(_sqnr(ref, out), abs=0.05)
     int8 = quantize(model, "int8", calib=calib_npy, samples=24, verify_samples=16, output=tmp_path / "i8.tflite")

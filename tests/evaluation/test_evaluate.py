@@ -22,6 +22,7 @@ pytest.importorskip("skimage")
 pytest.importorskip("tensorflow")
 
 from helpers import digits as D  # noqa: E402
+from helpers.litert import run_tflite  # noqa: E402
 
 from edgecv.cli import cli  # noqa: E402
 
@@ -102,21 +103,6 @@ def _read_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(xs), np.asarray(ys)
 
 
-def _litert(path: Path, x: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path))
-    it.allocate_tensors()
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
-    (si, zi), (so, zo) = i["quantization"], o["quantization"]
-    out = []
-    for s in x:
-        it.set_tensor(i["index"], np.clip(np.round(s[None] / si + zi), -128, 127).astype(np.int8))
-        it.invoke()
-        out.append((it.get_tensor(o["index"]).astype(np.float32)[0] - zo) * so)
-    return np.stack(out)
-
-
 def _top5_chance(scores: np.ndarray, label: int) -> float:
     """The chance that ``label`` is in the top 5 when ties are broken at random: its tie group spans the sorted
     positions first..last; count the positions below 5."""
@@ -129,7 +115,7 @@ def _top5_chance(scores: np.ndarray, label: int) -> float:
 def _reference_figures(model, tflite: Path, pixels: np.ndarray, y: np.ndarray) -> dict:
     x = (pixels - 127.5) / 127.5  # MobileNet: [-1, 1]
     ref = np.asarray(model.predict(x, batch_size=64, verbose=0))
-    art = _litert(tflite, x)
+    art = run_tflite(tflite, x)
     ref_ok, art_ok = ref.argmax(1) == y, art.argmax(1) == y
     top5 = np.mean([_top5_chance(art[k], y[k]) for k in range(len(y))])
     return {"ref_top1": ref_ok.mean(), "top1": art_ok.mean(), "top5": top5,
@@ -317,7 +303,7 @@ def test_chooser_b0_half_point_budget(tmp_path):
     int8 = next(x for x in c.candidates if x.label == "int8")
     x = pixels.astype(np.float32)  # EfficientNet normalizes inside the model: raw pixels
     ref_ok = np.asarray(tr.model.predict(x, batch_size=64, verbose=0)).argmax(1) == data.y_test
-    art_ok = _litert(Path(int8.path), x).argmax(1) == data.y_test
+    art_ok = run_tflite(Path(int8.path), x).argmax(1) == data.y_test
     drop = 100 * (ref_ok.mean() - art_ok.mean())
     assert abs(int8.drop_points - drop) <= 100 / len(x) + 1e-6
     lo, hi = int8.drop_ci95_points
@@ -330,29 +316,6 @@ def test_chooser_b0_half_point_budget(tmp_path):
 
 
 # --- sweeps and recommend with measured accuracy -----------------------------------------------------------
-
-def _litert_any(path: str, x: np.ndarray) -> np.ndarray:
-    """Outputs of a .tflite with float or int8 input/output, one image at a time (written here)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=path)
-    it.allocate_tensors()
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
-    out = []
-    for s in x:
-        v = s[None]
-        if i["dtype"] == np.int8:
-            sc, zp = i["quantization"]
-            v = np.clip(np.round(v / sc + zp), -128, 127)
-        it.set_tensor(i["index"], v.astype(i["dtype"]))
-        it.invoke()
-        y = it.get_tensor(o["index"]).astype(np.float32)[0]
-        if o["dtype"] == np.int8:
-            sc, zp = o["quantization"]
-            y = (y - zp) * sc
-        out.append(y)
-    return np.stack(out)
-
 
 @pytest.mark.slow
 def test_sweep_eval_data_and_recommend_rank_by_measured(tmp_path):
@@ -371,8 +334,8 @@ def test_sweep_eval_data_and_recommend_rank_by_measured(tmp_path):
     # labels: the float32 artifact's own classes, computed here in LiteRT (so its top-1 must be 100 %)
     pixels = np.round(sample_images(40, 128, seed=7)).astype(np.uint8)
     x = (pixels.astype(np.float32) - 127.5) / 127.5
-    y = _litert_any(arts["float32"], x).argmax(1)
-    want_int8 = 100.0 * float(np.mean(_litert_any(arts["int8"], x).argmax(1) == y))
+    y = run_tflite(arts["float32"], x).argmax(1)
+    want_int8 = 100.0 * float(np.mean(run_tflite(arts["int8"], x).argmax(1) == y))
     np.savez(tmp_path / "eval.npz", x=pixels, y=y)
     r = _run(base + ["--eval-data", str(tmp_path / "eval.npz")])
     assert r.returncode == 0, r.stderr

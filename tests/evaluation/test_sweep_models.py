@@ -17,6 +17,7 @@ pytest.importorskip("sklearn")
 pytest.importorskip("skimage")
 pytest.importorskip("tensorflow")
 
+from helpers.litert import run_tflite  # noqa: E402
 from test_evaluate import _read_folder, digits_setup  # noqa: E402,F401 - the session fixture, reused
 
 from edgecv.errors import EdgecvError  # noqa: E402
@@ -25,29 +26,6 @@ from edgecv.sweep.grid import build_spec, files_spec, point_key  # noqa: E402
 
 def _run(args):
     return subprocess.run([sys.executable, "-m", "edgecv", *args], capture_output=True, text=True, timeout=900)
-
-
-def _litert(path: str, x: np.ndarray) -> np.ndarray:
-    """Outputs of a .tflite with float or int8 input/output, one image at a time (written here)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=path)
-    it.allocate_tensors()
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
-    out = []
-    for s in x:
-        v = s[None]
-        if i["dtype"] == np.int8:
-            sc, zp = i["quantization"]
-            v = np.clip(np.round(v / sc + zp), -128, 127)
-        it.set_tensor(i["index"], v.astype(i["dtype"]))
-        it.invoke()
-        y = it.get_tensor(o["index"]).astype(np.float32)[0]
-        if o["dtype"] == np.int8:
-            sc, zp = o["quantization"]
-            y = (y - zp) * sc
-        out.append(y)
-    return np.stack(out)
 
 
 @pytest.mark.slow
@@ -68,7 +46,7 @@ def test_sweep_trained_keras_file_measured_top1(digits_setup, tmp_path):
     for prec, row in rows.items():
         assert row["status"] == "ok" and row["family"] == "keras" and row["resolution"] == 32
         assert row["published_top1"] is None
-        want = 100.0 * float(np.mean(_litert(row["artifact"], x).argmax(1) == y))
+        want = 100.0 * float(np.mean(run_tflite(row["artifact"], x).argmax(1) == y))
         assert row["measured_top1"] == pytest.approx(want, abs=1e-3), prec
         assert row["measured_samples"] == len(y)
     assert rows["float32"]["measured_top1"] > 60.0, "the digits model did not learn the task"
@@ -136,7 +114,7 @@ def test_sweep_registry_model_with_trained_weights(digits_setup, tmp_path):
     assert row["model"] == "mobilenet_v1_0.25_32_c10" and row["published_top1"] is None
     pixels, y = _read_folder(s["val"])
     x = (pixels - 127.5) / 127.5
-    want = 100.0 * float(np.mean(_litert(row["artifact"], x).argmax(1) == y))
+    want = 100.0 * float(np.mean(run_tflite(row["artifact"], x).argmax(1) == y))
     keras_top1 = 100.0 * float(np.mean(np.asarray(s["model"].predict(x, verbose=0)).argmax(1) == y))
     assert row["measured_top1"] == pytest.approx(want, abs=1e-3)
     assert abs(row["measured_top1"] - keras_top1) <= 100.0 / len(y) + 1e-6  # float32: at most one image differs
