@@ -65,10 +65,11 @@ def lookup_name(model_name: str) -> Published | None:
     return lookup(cfg.family, cfg.width, cfg.resolution, cfg.variant)
 
 
-def lookup_point(point: dict, weights: str | None = None) -> Published | None:
-    """The published figure of a sweep point (``point``: its ``point`` record), or None when the paper's
-    ImageNet model is not what the row holds: a user's ``.keras`` file (family ``keras``), a registry model
-    with its own weights file (``weights``: the sweep's ``--weights``) or its own head (``--classes``)."""
-    if weights or point.get("family") == "keras":
+def lookup_point(point: dict) -> Published | None:
+    """The published figure of a sweep point (its ``point`` record), or None when the row is not the paper's
+    ImageNet model: a user's ``.keras`` file (family ``keras``) or a registry model with its own head
+    (``--classes``, named ``..._c10``). A 1000-class model with a ``--weights`` file keeps it: that is how the
+    keras.applications ImageNet weights are loaded (docs/evaluate.md)."""
+    if point.get("family") == "keras":
         return None
     return lookup_name(str(point.get("model", "")))

@@ -3,7 +3,7 @@
 Candidates are the registered variants (their deployed ops are cached, so no TensorFlow is needed) or the
 points of a finished sweep; each is predicted on the device with ``edgecv.devices.predict.predict_profile``.
 Accuracy is the ImageNet top-1 *published* for the reference architecture (``models/paper_figures.csv``; none
-for a sweep's model with its own weights or head, see :func:`edgecv.report.published.lookup_point`), or,
+for a sweep's .keras file or own head, see :func:`edgecv.report.published.lookup_point`), or,
 for a sweep run with ``--eval-data``, the top-1 *measured* on that data (then candidates are ranked by it).
 The ones that meet every constraint come first, best accuracy first; when none does, the
 result names the binding constraint: the one that, if relaxed, would let some variant through.
@@ -97,8 +97,6 @@ def sweep_candidates(folder: str, device: str, precisions: tuple[str, ...], thre
     from edgecv.sweep.api import load_results
 
     results = load_results(folder)  # a clear error when the folder is not a sweep
-    spec = results.get("spec")
-    weights = spec.get("weights") if isinstance(spec, dict) else None  # the sweep's --weights file
     measured = results.get("measured") if isinstance(results.get("measured"), dict) else {}
     out = []
     for f in [Path(folder) / "points" / n for n in results.get("point_files", [])]:
@@ -110,7 +108,7 @@ def sweep_candidates(folder: str, device: str, precisions: tuple[str, ...], thre
         if rec.get("status") != "ok" or pt.get("format") != "tflite" or pt.get("precision") not in precisions:
             continue
         pred = predict_profile(ProfileResult.from_dict(rec["static"]), device, threads=threads)
-        pub = lookup_point(pt, weights)  # not for a user's file, weights or head (--classes)
+        pub = lookup_point(pt)  # as the sweep's rows: not for a user's .keras file or head (--classes)
         cand = _candidate(pt["model"], pt["precision"], pred.to_dict(with_ops=False), pub, str(f))
         m = measured.get(f.name)
         top1 = m.get("top1") if isinstance(m, dict) else None

@@ -107,8 +107,9 @@ def test_budget_binding_reports_the_fastest_candidate():
 
 def test_from_sweep_published_top1_only_for_the_imagenet_model(tmp_path):
     """`recommend --from-sweep` shows the paper's ImageNet top-1 for a sweep row of the reference architecture
-    (ImageNet head, no weights file) and none for the same architecture with a user's head (--classes 10) or a
-    user's weights file (--weights, here the first sweep's own weights), in the JSON and in the table."""
+    and none for the same architecture with a user's head (--classes 10), in the JSON and the table, as the
+    sweep's own rows do; a 1000-class model given a --weights file (here the first sweep's own weights, as one
+    loads keras.applications' ImageNet file) keeps the figure (docs/evaluate.md)."""
     import zipfile
 
     base = ["sweep", "--family", "mobilenet", "--alpha", "0.25", "--resolution", "224", "--precision", "float32",
@@ -125,11 +126,13 @@ def test_from_sweep_published_top1_only_for_the_imagenet_model(tmp_path):
         assert r.returncode == 0, r.stderr
     want = paper_top1()["mobilenet_v1_0.25_224"]  # MobileNets Table 6: 50.6
     for out, model, top1 in ((plain, "mobilenet_v1_0.25_224", want), (head, "mobilenet_v1_0.25_224_c10", None),
-                             (own, "mobilenet_v1_0.25_224", None)):
+                             (own, "mobilenet_v1_0.25_224", want)):
         r = edgecv("recommend", "--device", "rpi4", "--budget-ms", "1000", "--from-sweep", str(out), "--json")
         assert r.returncode == 0, r.stderr
         (c,) = json.loads(r.stdout)["fits"]
         assert (c["model"], c["published_top1"]) == (model, top1), out.name
+        (row,) = json.loads((out / "results.json").read_text())["rows"]
+        assert row["published_top1"] == top1, out.name
         r = edgecv("recommend", "--device", "rpi4", "--budget-ms", "1000", "--from-sweep", str(out))
         assert r.returncode == 0, r.stderr
         assert ("50.6" in r.stdout) == (top1 is not None), (out.name, r.stdout)
