@@ -24,6 +24,23 @@ def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     return f" Did you mean: {', '.join(close)}?" if close else ""
 
 
+def one_line(text: object) -> str:
+    """``text`` on one line: every run of whitespace (newlines included) becomes one space. The CLI prints every
+    error through it. (``edgecv/profiling/runner.py`` keeps its own copy: it runs on a target without edgecv.)"""
+    return " ".join(str(text).split())
+
+
+def exception_line(exc: BaseException, limit: int = 300) -> str:
+    """``"RuntimeError: message"`` on one line for a converter's or runtime's exception, from the text after its
+    first ``error: `` (TensorFlow's and MLIR's messages repeat a location prefix before it), cut at ``limit``."""
+    text = one_line(exc)
+    for marker in ("error: ", "Error: "):
+        if marker in text:
+            text = text[text.index(marker) + len(marker):]
+            break
+    return f"{type(exc).__name__}: {text[:limit]}"
+
+
 def root_cause(exc: BaseException, limit: int = 300) -> str:
     """``"TypeError: message"`` on one line for the innermost exception of ``exc``'s chain: loaders wrap the
     reason (Keras: "Functional could not be deserialized" around "Could not locate class 'system'")."""
@@ -32,4 +49,4 @@ def root_cause(exc: BaseException, limit: int = 300) -> str:
             and id(inner) not in seen:
         seen.add(id(inner))
         exc = inner
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:limit]}"
+    return f"{type(exc).__name__}: {one_line(exc)[:limit]}"

@@ -16,7 +16,7 @@ import sys
 import click
 
 from edgecv import __version__
-from edgecv.errors import EdgecvError
+from edgecv.errors import EdgecvError, one_line
 
 # command name -> "module:function"; each module owns its command.
 COMMANDS = {
@@ -59,10 +59,6 @@ def cli():
     """edgecv: build, quantize and profile mobile CNNs for edge devices, offline."""
 
 
-def _one_line(msg: str) -> str:
-    return " ".join(str(msg).split())
-
-
 def _leave(code: int, word: str, console: bool) -> None:
     from edgecv.isolation import leaving
 
@@ -96,17 +92,17 @@ def main(argv: list[str] | None = None) -> None:
     except Terminated as exc:
         _leave(exc.exit_code, "terminated" if exc.signum == signal.SIGTERM else "hang-up", argv is None)
     except click.ClickException as exc:  # usage errors, bad parameters
-        click.echo(f"edgecv: error: {_one_line(exc.format_message())}", err=True)
+        click.echo(f"edgecv: error: {one_line(exc.format_message())}", err=True)
         sys.exit(2)
     except EdgecvError as exc:
-        click.echo(f"edgecv: error: {_one_line(str(exc))}", err=True)
+        click.echo(f"edgecv: error: {one_line(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(1)
     except Exception as exc:  # a bug in edgecv, not in the user's input
         if os.environ.get("EDGECV_DEBUG"):
             raise
-        click.echo(f"edgecv: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+        click.echo(f"edgecv: internal error: {type(exc).__name__}: {one_line(str(exc))} "
                    "(set EDGECV_DEBUG=1 for the traceback)", err=True)
         sys.exit(1)
     # The command is complete (its files are in place): a Ctrl-C during interpreter shutdown must not turn that

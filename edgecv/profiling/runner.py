@@ -482,6 +482,7 @@ def measure(path: str, runtime: str | None = None, threads: int = 1, warmup_runs
 # ----------------------------------------------------------------------------------------------
 
 def _one_line(msg) -> str:
+    # edgecv.errors.one_line, copied: this file runs on a target with only cpu_probe.py beside it (no edgecv).
     return " ".join(str(msg).split())
 
 

@@ -109,12 +109,12 @@ def measure_stage(artifact: str, threads: int | None, runs: int, min_time_s: flo
 
 def run_stage(name: str, *args: Any) -> dict[str, Any]:
     """Entry point of every task: runs the stage and turns a user-level error into a result, not a crash."""
-    from edgecv.errors import EdgecvError
+    from edgecv.errors import EdgecvError, one_line
 
     fn = {"build": build_stage, "load": load_stage, "convert": convert_stage, "profile": profile_stage, "measure": measure_stage}[name]
     try:
         return {"ok": True, "value": fn(*args)}
     except EdgecvError as exc:
-        return {"ok": False, "error": " ".join(str(exc).split()), "kind": "edgecv"}
+        return {"ok": False, "error": one_line(exc), "kind": "edgecv"}
     except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on; not cached (may be transient)
-        return {"ok": False, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:500]}", "kind": "crash"}
+        return {"ok": False, "error": f"{type(exc).__name__}: {one_line(exc)[:500]}", "kind": "crash"}
