@@ -194,7 +194,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     import edgecv
-    from edgecv.conversion.api import versions
+    from edgecv.conversion.records import versions
 
     env = _machine.environment()  # includes the load average at the start
     t = time.perf_counter()

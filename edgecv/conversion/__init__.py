@@ -10,6 +10,7 @@ from edgecv.lazy import lazy_attributes
 
 _LAZY = {
     "quantize": "edgecv.conversion.api",
+    "QuantizeOptions": "edgecv.conversion.options",
     "ConversionResult": "edgecv.conversion.api",
     "Verification": "edgecv.conversion.api",
     "FORMATS": "edgecv.conversion.api",

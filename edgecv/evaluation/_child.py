@@ -121,7 +121,7 @@ class _Keras:
         return shape(self.model.inputs[0].shape), "float32", shape(out)
 
     def preprocessing(self) -> dict:
-        from edgecv.conversion.api import preprocessing_dict, preprocessing_for
+        from edgecv.conversion.loading import preprocessing_dict, preprocessing_for
 
         pre, _ = preprocessing_for(self.model, str(self.model.name))
         return preprocessing_dict(pre, tuple(self.model.input_shape[1:]))

@@ -175,7 +175,7 @@ def check_artifact(path: str | os.PathLike, option: str = "ARTIFACT") -> Path:
     if p.stat().st_size == 0:
         raise EdgecvError(f"{option}: the file is empty. Received: {str(path)!r}")
     if p.suffix.lower() == ".keras":
-        from edgecv.conversion.api import check_keras_file
+        from edgecv.conversion.loading import check_keras_file
 
         check_keras_file(p, option)
     return p

@@ -103,8 +103,8 @@ def choose_precision(model: Any, *, max_drop: float, eval_data: str | os.PathLik
                      verify_samples: int = 16, output: str | os.PathLike = "edgecv_out", seed: int = 0,
                      preprocess: Any = None, batch: int = 32, reporter: Reporter | None = None) -> Choice:
     """Try the precisions in order, measure and price each, keep the fastest whose drop is <= ``max_drop``."""
-    from edgecv.conversion import api as conversion
-    from edgecv.conversion.api import load_model, quantize
+    from edgecv.conversion.api import quantize
+    from edgecv.conversion.loading import load_model, resolve_preprocessing
     from edgecv.conversion.calibration import load_calibration, precheck
     from edgecv.fileio import atomic_path, check_output_dir, write_json_atomic
     from edgecv.native import native_output_silenced
@@ -135,8 +135,7 @@ def choose_precision(model: Any, *, max_drop: float, eval_data: str | os.PathLik
     if src.kind == "dir" and classes != len(src.classes):
         raise EdgecvError(f"--eval-data: {len(src.classes)} classes in {str(src.path)!r} but {loaded.name} has "
                           f"{classes} outputs (pass --labels FILE naming the model's classes in order)")
-    resolve = getattr(conversion, "resolve_preprocessing", None)
-    pre = resolve(loaded, preprocess, reporter) if resolve is not None else loaded.preprocessing
+    pre = resolve_preprocessing(loaded, preprocess, reporter)
     extra = {} if preprocess is None else {"preprocess": preprocess}
     ds = load(src, shape, reporter)
     if int(ds.y.max()) >= classes:

@@ -44,7 +44,7 @@ def deployable(path: str | os.PathLike) -> Iterator[tuple[str, str | None]]:
     if not path.lower().endswith(".keras"):
         yield path, None
         return
-    from edgecv.conversion.api import check_keras_file
+    from edgecv.conversion.loading import check_keras_file
 
     check_keras_file(Path(path), option="PATH")  # the archive is safe to open before Keras reads it
     with tempfile.TemporaryDirectory(prefix="edgecv-profile-") as tmp:

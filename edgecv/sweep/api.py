@@ -82,7 +82,7 @@ class SweepResult:
 
 
 def tool_versions() -> dict[str, str]:
-    from edgecv.conversion.api import versions
+    from edgecv.conversion.records import versions
 
     return versions()
 
@@ -128,7 +128,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _conversion_problem(rec: Any, p: Point | None = None) -> str | None:
-    from edgecv.conversion.api import ConversionResult
+    from edgecv.conversion.records import ConversionResult
     from edgecv.validate import record_problem
 
     why = record_problem(rec, ConversionResult)

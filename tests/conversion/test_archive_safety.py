@@ -271,7 +271,7 @@ def test_zip_bomb_is_refused_before_decompression(models, sandbox, case, entry):
 def test_zip_bomb_check_is_cheap_and_its_limit_can_be_raised(models, sandbox, monkeypatch):
     import time
 
-    from edgecv.conversion.api import check_keras_file
+    from edgecv.conversion.loading import check_keras_file
 
     d, _ = models
     model = _deflate_bomb(d / "base.keras", sandbox / "in" / "bomb.keras")
@@ -307,7 +307,7 @@ def test_damaged_archive_members_are_one_line(models, tmp_path):
     start = data.find(name) + len(name)
     broken[start + 30:start + 130] = bytes(range(100))  # inside the deflate stream
     (tmp_path / "broken.keras").write_bytes(bytes(broken))
-    from edgecv.conversion.api import check_keras_file
+    from edgecv.conversion.loading import check_keras_file
 
     check_keras_file(src)  # the undamaged archive passes
     for bad in ("method.keras", "broken.keras"):

@@ -143,7 +143,7 @@ def _judge(exc: BaseException | None) -> tuple[str, str]:
 
 
 def _read_keras(path: Path) -> None:
-    from edgecv.conversion.api import check_keras_file
+    from edgecv.conversion.loading import check_keras_file
 
     check_keras_file(path)
 
