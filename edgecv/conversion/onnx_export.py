@@ -120,20 +120,20 @@ def _grouped_conv_without_xla():
 def int8_kernels_saturate(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     """Whether ONNX Runtime's int8 kernels on this CPU can saturate on full-range int8 weights.
 
-    True on x86-64 without VNNI (``avx512_vnni`` / ``avx_vnni`` absent from the CPU flags; assumed absent
-    where the flags cannot be read), False elsewhere (Arm accumulates int8 products in int32).
+    True on x86-64 without VNNI (no dot-product feature, ``avx512_vnni`` / ``avx_vnni``, in the flags read by
+    :mod:`edgecv.profiling.cpu_probe`; assumed absent where the flags cannot be read), False elsewhere (Arm
+    accumulates int8 products in int32).
     """
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+    from edgecv.profiling import cpu_probe
+
+    machine = platform.machine()
+    if machine.lower() not in cpu_probe.X86_MACHINES:
         return False
-    try:
-        text = Path(cpuinfo).read_text(errors="replace")
-    except OSError:
+    text = cpu_probe.read_text(str(cpuinfo))
+    if text is None:
         return True
-    flags: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-    return not flags & {"avx512_vnni", "avx_vnni"}
+    isa = cpu_probe.isa_features(cpu_probe.cpu_flags(cpu_probe.parse_cpuinfo(text)), machine)
+    return not cpu_probe.has_dotprod([f for f, have in isa.items() if have])
 
 
 def quantize_int8(float_model: bytes, calib: np.ndarray, advance: Callable[[int], None] = lambda n=1: None,

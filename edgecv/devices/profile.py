@@ -29,6 +29,8 @@ except ModuleNotFoundError:  # Python 3.10
 
 SCHEMA = "edgecv.device/v1"
 KINDS = ("linux-sbc", "android", "host")
+# The ISA features a profile may list: the ones the latency model reads, named as the one CPU probe names them
+# (a subset of edgecv.profiling.cpu_probe.ISA_NAMES; dot product = cpu_probe.DOTPROD_FEATURES).
 FEATURES = ("neon", "asimddp", "asimdhp", "i8mm", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni")
 # In-order cores: they reach a different fraction of peak than out-of-order ones ("similar cores" for priors).
 LITTLE_CORES = ("cortex-a7", "cortex-a53", "cortex-a55", "cortex-a510")
@@ -58,7 +60,9 @@ class Cluster:
 
     @property
     def dotprod(self) -> bool:
-        return "asimddp" in self.features or "avx512_vnni" in self.features or "avx_vnni" in self.features
+        from edgecv.profiling.cpu_probe import has_dotprod
+
+        return has_dotprod(self.features)
 
     @property
     def fp16_arith(self) -> bool:
@@ -388,7 +392,7 @@ def fill_host(prof: DeviceProfile) -> DeviceProfile:
     """Replace the host template's CPU and memory figures with the running machine's."""
     from edgecv.profiling import cpu_probe
 
-    cpuinfo = _read("/proc/cpuinfo")
+    cpuinfo = cpu_probe.read_text("/proc/cpuinfo") or ""
     fp = cpu_probe.fingerprint(cpuinfo)
     ncores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     isa = fp["isa"]
@@ -398,8 +402,8 @@ def fill_host(prof: DeviceProfile) -> DeviceProfile:
     if mx.isdigit():
         freq = int(mx) / 1e6
     if not freq:
-        mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)", cpuinfo, re.M)
-        freq = float(mhz.group(1)) / 1000 if mhz else 0.0
+        mhz = cpu_probe.cpuinfo_mhz(cpu_probe.parse_cpuinfo(cpuinfo))
+        freq = mhz / 1000 if mhz else 0.0
     template = prof.clusters[0]
     freq = freq or template.freq_ghz
     feats = [f for f in FEATURES if isa.get(f)]  # the probe's feature names (one set: cpu_probe.ISA_NAMES)
@@ -412,7 +416,7 @@ def fill_host(prof: DeviceProfile) -> DeviceProfile:
         lanes = 16 if isa.get("avx512f") else 8 if isa.get("avx2") else 4
         fp32 = float(lanes * 2 * (2 if isa.get("fma") else 1)) if isa.get("fma") else float(lanes * 2)
         fp16 = 0.0
-        int8 = fp32 * (4 if (isa.get("avx512_vnni") or isa.get("avx_vnni")) else 2)
+        int8 = fp32 * (4 if cpu_probe.has_dotprod(fp["features"]) else 2)
     l2 = _read("/sys/devices/system/cpu/cpu0/cache/index2/size").strip()
     l3 = _read("/sys/devices/system/cpu/cpu0/cache/index3/size").strip()
 

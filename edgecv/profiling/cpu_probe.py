@@ -57,7 +57,7 @@ ARM_PARTS = {
     (0x61, 0x022): "Apple M1 Icestorm", (0x61, 0x023): "Apple M1 Firestorm",
 }
 MODEL_FILES = ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model")
-X86_MACHINES = ("x86_64", "amd64", "i386", "i686")
+X86_MACHINES = ("x86_64", "amd64", "i386", "i686", "x86")
 
 
 def read_text(path: str) -> str | None:
@@ -97,6 +97,27 @@ def parse_cpuinfo(text: str) -> dict:
     return {"processors": processors, "global": glob_}
 
 
+def cpu_flags(info: dict) -> list[str]:
+    """The raw ISA flags of a parsed /proc/cpuinfo: the first processor's ``flags`` (x86) or ``Features`` (Arm)
+    line, else a global one (32-bit Arm kernels print one block)."""
+    procs, g = info["processors"], info["global"]
+    first = procs[0] if procs else {}
+    return (first.get("flags") or first.get("features") or g.get("flags") or g.get("features") or "").split()
+
+
+def cpuinfo_mhz(info: dict) -> float | None:
+    """The ``cpu MHz`` line of a parsed /proc/cpuinfo (x86 kernels print the current clock there), or None."""
+    procs, g = info["processors"], info["global"]
+    for block in (*procs, g):
+        raw = block.get("cpu mhz")
+        if raw is not None:
+            try:
+                return float(raw)
+            except ValueError:
+                return None
+    return None
+
+
 def isa_features(flags, machine: str) -> dict:
     """Raw flags -> ``{feature: bool}`` over the feature names of ``machine``'s family."""
     table = ISA_X86 if (machine or "").lower() in X86_MACHINES else ISA_ARM
@@ -120,7 +141,7 @@ def fingerprint(cpuinfo_text: str | None = None, machine: str | None = None,
     info = parse_cpuinfo(cpuinfo_text)
     procs, g = info["processors"], info["global"]
     first = procs[0] if procs else {}
-    flags = (first.get("flags") or first.get("features") or g.get("flags") or g.get("features") or "").split()
+    flags = cpu_flags(info)
     board = g.get("model") if not (g.get("model") or "").isdigit() else None  # x86's "model" is a number
     if not board:
         for f in model_files:
@@ -227,6 +248,11 @@ def throttled_flags(value: str) -> list[str] | None:
     if n is None:
         return None
     return [name for bit, name in THROTTLE_BITS.items() if n >> bit & 1]
+
+
+def has_dotprod(features) -> bool:
+    """Whether feature names (a fingerprint's ``features``, a device profile's) include an int8 dot product."""
+    return any(f in features for f in DOTPROD_FEATURES)
 
 
 def host() -> dict:

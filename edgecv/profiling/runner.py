@@ -99,8 +99,8 @@ def environment(runtime_name: str | None = None, runtime_version: str | None = N
     env["cpu_mhz"] = sensors["cpu_mhz"]
     env["cpu_max_mhz"] = sensors["cpu_max_mhz"]
     if env["cpu_mhz"] is None and env["machine"].lower() in cpu_probe.X86_MACHINES:
-        mhz = [ln.split(":")[1] for ln in (_read("/proc/cpuinfo") or "").splitlines() if ln.startswith("cpu MHz")]
-        env["cpu_mhz"] = round(float(mhz[0])) if mhz else None
+        mhz = cpu_probe.cpuinfo_mhz(cpu_probe.parse_cpuinfo(_read("/proc/cpuinfo") or ""))
+        env["cpu_mhz"] = round(mhz) if mhz is not None else None
     for k in ("temp_c", "throttled", "throttled_now"):
         if sensors.get(k) is not None:
             env[k] = sensors[k]

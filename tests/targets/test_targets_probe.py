@@ -102,3 +102,34 @@ def test_sensors_report_what_is_missing():
         assert s["temp_c"] is None and any("temperature" in u for u in s["unavailable"])
     else:
         assert s["temp_c"]
+
+
+def test_clock_and_dot_product_from_the_probe_for_every_caller():
+    """runner.py (env cpu_mhz), the host device profile (freq_ghz) and the ONNX int8 check read /proc/cpuinfo
+    through the probe: the clock from the first ``cpu MHz`` line (x86 only), dot product from DOTPROD_FEATURES."""
+    x86 = ("processor\t: 0\nmodel name\t: Some CPU\ncpu MHz\t\t: 2599.998\nflags\t\t: fpu avx2 fma avx_vnni\n\n"
+           "processor\t: 1\nmodel name\t: Some CPU\ncpu MHz\t\t: 1200.000\nflags\t\t: fpu avx2 fma avx_vnni\n")
+    assert cpu_probe.cpuinfo_mhz(cpu_probe.parse_cpuinfo(x86)) == 2599.998
+    fp = cpu_probe.fingerprint(x86, "x86_64", model_files=())
+    assert cpu_probe.has_dotprod(fp["features"]) and fp["features"] == ["avx2", "fma", "avx_vnni"]
+    for name, dot in (("rpi4_arm64", False), ("rpi4_armhf", False), ("rpi5_arm64", True)):
+        text = (DATA / f"{name}.txt").read_text()
+        assert cpu_probe.cpuinfo_mhz(cpu_probe.parse_cpuinfo(text)) is None  # Arm kernels print no clock
+        assert cpu_probe.has_dotprod(cpu_probe.fingerprint(text, "aarch64", model_files=())["features"]) is dot
+
+
+def test_host_profile_and_runner_read_the_same_cpu():
+    from edgecv.devices.profile import load_profile
+    from edgecv.profiling.runner import environment
+
+    host = cpu_probe.host()
+    cluster = load_profile("host").clusters[0]
+    assert cluster.dotprod == cpu_probe.has_dotprod(host["features"])
+    assert set(cluster.features) - {"neon"} <= set(host["features"])
+    env = environment()
+    text = Path("/proc/cpuinfo").read_text()
+    m = re.search(r"^cpu MHz\s*:\s*([\d.]+)", text, re.M)
+    if cpu_probe.sensors()["cpu_mhz"] is None and host["machine"] in cpu_probe.X86_MACHINES:
+        assert env["cpu_mhz"] == (round(float(m.group(1))) if m else None)
+    if not Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").exists() and m:
+        assert cluster.freq_ghz == round(float(m.group(1)) / 1000, 3)
