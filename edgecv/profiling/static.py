@@ -227,12 +227,7 @@ def _load_tflite(path: str) -> Graph:
             content = fh.read()
         interp = Interpreter(model_content=content, **kw)
         in_file = {d["index"] for d in interp.get_tensor_details()}  # before Prepare adds kernel temporaries
-        for d in interp.get_input_details():
-            sig = d.get("shape_signature", d["shape"])
-            if any(int(s) < 0 for s in sig):
-                interp.resize_tensor_input(d["index"], [max(int(s), 1) for s in sig])
-        interp.allocate_tensors()
-        ops = interp._get_ops_details()
+        ops = _prepare(interp)
         details = [d for d in interp.get_tensor_details() if d["index"] in in_file]
         graph_in = [d["index"] for d in interp.get_input_details()]
         graph_out = [d["index"] for d in interp.get_output_details()]
@@ -279,6 +274,16 @@ def _load_tflite(path: str) -> Graph:
                  partitions=split[1] if split is not None else None)
 
 
+def _prepare(interp) -> list[dict]:
+    """Allocate ``interp`` (a dynamic dimension, -1 in the shape signature, set to 1) and list its ops."""
+    for d in interp.get_input_details():
+        sig = d.get("shape_signature", d["shape"])
+        if any(int(s) < 0 for s in sig):
+            interp.resize_tensor_input(d["index"], [max(int(s), 1) for s in sig])
+    interp.allocate_tensors()
+    return interp._get_ops_details()
+
+
 def _xnnpack_split(content: bytes, n_nodes: int) -> tuple[set[int], int] | None:
     """Ask the installed LiteRT which nodes its XNNPACK delegate takes: load the model with the default
     delegates, and for each DELEGATE node collect the original nodes between its inputs and outputs (walking
@@ -294,13 +299,7 @@ def _xnnpack_split(content: bytes, n_nodes: int) -> tuple[set[int], int] | None:
         except ImportError:
             return None
     try:
-        interp = Interpreter(model_content=content, num_threads=1)
-        for d in interp.get_input_details():
-            sig = d.get("shape_signature", d["shape"])
-            if any(int(s) < 0 for s in sig):
-                interp.resize_tensor_input(d["index"], [max(int(s), 1) for s in sig])
-        interp.allocate_tensors()
-        ops = interp._get_ops_details()
+        ops = _prepare(Interpreter(model_content=content, num_threads=1))
     except (ValueError, RuntimeError):
         return None
     ins = {int(op["index"]): [int(i) for i in np.asarray(op["inputs"]).ravel()] for op in ops}

@@ -464,19 +464,15 @@ def test_adb_profile_parses_real_output_and_cleans_up(fake_adb, mobilenet):
     assert os.listdir(fake_adb.tmp) == []
 
 
-def test_adb_benchmark_failure(fake_adb, mobilenet, monkeypatch):
+@pytest.mark.parametrize("rc, target, match", [
+    ("1", "adb:28151FDH2000C7", "benchmark_model failed: .*ANEURALNETWORKS_OP_FAILED"),
+    ("137", "adb", "killed by signal 9"),
+], ids=["failed", "killed"])
+def test_adb_benchmark_failure(fake_adb, mobilenet, monkeypatch, rc, target, match):
     monkeypatch.setenv("FAKE_ADB_OUTPUT", str(BENCH / "android_xiaomi_mi11_nnapi_failed.txt"))
-    monkeypatch.setenv("FAKE_ADB_RC", "1")
-    with pytest.raises(EdgecvError, match="benchmark_model failed: .*ANEURALNETWORKS_OP_FAILED"):
-        profile_target(mobilenet, "adb:28151FDH2000C7", benchmark_binary=fake_adb.bench, runs=5)
-    assert os.listdir(fake_adb.tmp) == []
-
-
-def test_adb_benchmark_killed(fake_adb, mobilenet, monkeypatch):
-    monkeypatch.setenv("FAKE_ADB_OUTPUT", str(BENCH / "android_xiaomi_mi11_nnapi_failed.txt"))
-    monkeypatch.setenv("FAKE_ADB_RC", "137")
-    with pytest.raises(EdgecvError, match="killed by signal 9"):
-        profile_target(mobilenet, "adb", benchmark_binary=fake_adb.bench, runs=5)
+    monkeypatch.setenv("FAKE_ADB_RC", rc)
+    with pytest.raises(EdgecvError, match=match):
+        profile_target(mobilenet, target, benchmark_binary=fake_adb.bench, runs=5)
     assert os.listdir(fake_adb.tmp) == []
 
 
