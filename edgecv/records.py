@@ -208,7 +208,7 @@ class EnvInfo:
     core: str | None = None  # Cortex-A72, "4x Cortex-A55 + 4x Cortex-X1", or the x86 model name
     cpu_part: str | None = None
     hardware: str | None = None
-    isa: dict[str, bool] = field(default_factory=dict)  # neon, dotprod, fp16, i8mm / avx2, fma, avx512_vnni, ...
+    isa: dict[str, bool] = field(default_factory=dict)  # cpu_probe.ISA_NAMES: neon, asimddp, asimdhp, i8mm / avx2, ...
     features: tuple[str, ...] = ()  # the ISA features present
     cores: int | None = None
     cores_available: int | None = None
