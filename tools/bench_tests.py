@@ -1,12 +1,12 @@
 """Time the test suite: wall time, CPU time, peak memory of the whole process tree, slowest tests.
 
-    python tools/bench_tests.py                       # the README's command: -m "not slow"
+    python tools/bench_tests.py                       # the README's command: -m "not slow" -n 2 --dist loadfile
     python tools/bench_tests.py -- -m slow            # the slow tests (CI runs them too)
     python tools/bench_tests.py --label all -- tests  # the whole suite
 
 Arguments after ``--`` go to pytest. Writes ``tools/results/tests_<label>_<machine>.json``: wall and CPU
 time (user + system of pytest and every child it waited for), the peak resident memory of the process tree
-(the sum of RSS over pytest and all its descendants, sampled every 0.2 s), the load average before and after
+(the sum of RSS, and of PSS, over pytest and all its descendants, sampled every 0.2 s), the load average before and after
 (figures from a busy machine are not comparable), the outcome counts, the warning count and each test's wall
 and CPU time (setup + call + teardown; CPU time of pytest and the children it waited for, recorded by
 ``tests/conftest.py`` when ``EDGECV_TEST_CPU_LOG`` is set) with the resident memory of pytest after it and the
@@ -51,27 +51,31 @@ def _children() -> dict[int, list[int]]:
     return kids
 
 
-def tree_rss(root: int) -> int:
-    """Bytes resident in ``root`` and all its descendants now."""
-    kids, total, todo = _children(), 0, [root]
+def tree_memory(root: int) -> tuple[int, int]:
+    """Bytes resident in ``root`` and all its descendants now: (RSS sum, PSS sum). RSS counts a shared page (the
+    TensorFlow and LiteRT libraries every process maps) once per process; PSS divides it among them, so the PSS sum
+    is what the tree takes from the machine."""
+    kids, rss, pss, todo = _children(), 0, 0, [root]
     while todo:
         pid = todo.pop()
         todo.extend(kids.get(pid, ()))
         try:
             with open(f"/proc/{pid}/statm", encoding="ascii") as fh:
-                total += int(fh.read().split()[1]) * PAGE
-        except OSError:
+                rss += int(fh.read().split()[1]) * PAGE
+            with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
+                pss += next((int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("Pss:")), 0)
+        except (OSError, ValueError):
             pass
-    return total
+    return rss, pss
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--label", default=None, help="result file label (default: from the -m expression)")
     ap.add_argument("--reverse", action="store_true", help="run the test files in reverse order")
-    ap.add_argument("pytest_args", nargs="*", help='pytest arguments (default: -m "not slow")')
+    ap.add_argument("pytest_args", nargs="*", help='pytest arguments (default: the README\'s, -m "not slow" -n 2 --dist loadfile)')
     args = ap.parse_args()
-    pytest_args = args.pytest_args or ["-m", "not slow"]
+    pytest_args = args.pytest_args or ["-m", "not slow", "-n", "2", "--dist", "loadfile"]
     if args.reverse:  # e.g. a second run on a shared machine that meets the first one half way
         files = sorted((ROOT / "tests").glob("*/test_*.py"), reverse=True)
         pytest_args = [*pytest_args, *(str(f.relative_to(ROOT)) for f in files)]
@@ -81,15 +85,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         junit, cpu_log = Path(tmp) / "junit.xml", Path(tmp) / "cpu.jsonl"
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *pytest_args]
-        start, peak = time.monotonic(), 0
+        start, peak, peak_pss = time.monotonic(), 0, 0
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env={**os.environ, "EDGECV_TEST_CPU_LOG": str(cpu_log)})
         done = threading.Event()
 
         def poll() -> None:
-            nonlocal peak
+            nonlocal peak, peak_pss
             while not done.is_set():
-                peak = max(peak, tree_rss(proc.pid))
+                rss, pss = tree_memory(proc.pid)
+                peak, peak_pss = max(peak, rss), max(peak_pss, pss)
                 done.wait(0.2)
 
         poller = threading.Thread(target=poll, daemon=True)
@@ -147,6 +152,7 @@ def main() -> int:
         "command": ["python", "-m", "pytest", *pytest_args], "complete": complete, "exit_code": rc,
         "wall_s": round(wall, 1),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "peak_tree_rss_mb": round(peak / 2**20),
+        "peak_tree_pss_mb": round(peak_pss / 2**20),
         "max_single_process_rss_mb": round(usage.ru_maxrss / 1024), "summary": summary, "counts": counts,
         "load_average_end": load_average(), "environment": env,
         "files": dict(sorted(by_file.items(), key=lambda kv: -kv[1]["cpu_s"])), "tests": tests,
@@ -157,7 +163,7 @@ def main() -> int:
     tmp_out.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     tmp_out.replace(out)
     print(f"{out.relative_to(ROOT)}: {record['wall_s']} s wall, {record['cpu_s']} s CPU, "
-          f"peak tree RSS {record['peak_tree_rss_mb']} MB, {summary}", file=sys.stderr)
+          f"peak tree RSS {record['peak_tree_rss_mb']} MB, PSS {record['peak_tree_pss_mb']} MB, {summary}", file=sys.stderr)
     return rc
 
 
