@@ -101,7 +101,6 @@ def _quantize(model: Any, opts: QuantizeOptions, reporter: Reporter) -> Conversi
     verification, ref = None, None
     with atomic_path(final) as tmp:
         tmp.write_bytes(content)
-        _chmod_like_umask(tmp)
         if opts.verify:
             assert data is not None
             verification, ref, inputs, outputs = _verify(tmp, km, data, data_note, opts, reporter)
@@ -125,7 +124,7 @@ def _quantize(model: Any, opts: QuantizeOptions, reporter: Reporter) -> Conversi
     result = ConversionResult(
         model=loaded.name, source=loaded.source, format=opts.format, precision=opts.precision, path=str(final),
         sidecar=str(final) + ".json", status="ok" if verification is None or verification.passed else "failed",
-        file_bytes=final.stat().st_size, inputs=inputs, outputs=outputs,
+        file_bytes=len(content), inputs=inputs, outputs=outputs,
         preprocessing=preprocessing_dict(loaded.preprocessing, tuple(km.input_shape[1:])),
         calibration=data.summary if (opts.calibrated and data is not None) else None,
         verification=verification, convert_seconds=round(convert_s, 3),
@@ -276,8 +275,7 @@ def _write(result: ConversionResult, final: Path, content: bytes, io_type: str) 
     """The sidecar beside its artifact; a failed gate raises GateFailed carrying the result."""
     side = result.to_dict()
     side["io"] = io_type
-    if write_sidecar(final, content, result.sidecar, side):  # else a concurrent writer's artifact took its place
-        _chmod_like_umask(Path(result.sidecar))
+    write_sidecar(final, content, result.sidecar, side)  # not written if a concurrent writer's artifact took its place
     if result.status != "ok":
         verification = result.verification
         assert verification is not None
@@ -302,13 +300,6 @@ def _check_prepares(content: bytes, precision: str, final: Path) -> None:
         hint = ("; a layer's calibrated output range is zero (an untrained model, or calibration data that never "
                 "activates it): calibrate on real images" if "no_integer_overflow_from_quantization" in msg else "")
         raise EdgecvError(f"{final.name}: LiteRT cannot prepare the converted {precision} model: {msg}{hint}") from None
-
-
-def _chmod_like_umask(path: Path) -> None:
-    """mkstemp files are 0600; give the artifact the permissions a plain open() would."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
 
 
 def _keras_predict(km, x: np.ndarray, batch: int = 16) -> np.ndarray:

@@ -325,15 +325,12 @@ def run_sweep(spec: SweepSpec, output_dir: str | os.PathLike = "edgecv_sweep", *
         meta["measured"] = measured  # point file name -> measured top-1 (percent) on eval_data
     write_json_atomic(res_json, meta)
     write_text_atomic(res_csv, rows_to_csv(rows))
-    for f in (res_json, res_csv):
-        _readable(f)
     report_path = None
     if report:
         from edgecv.report.html import write_report
 
         report_path = str(write_report(rows, Path(root) / "report.html", title=f"edgecv sweep: {spec.family}",
                                        meta=meta))
-        _readable(Path(report_path))
     result = SweepResult(output_dir=str(root), results_csv=str(res_csv), results_json=str(res_json),
                          points=len(spec.points), cached=len(spec.points) - len(todo), computed=computed,
                          failed=failed, rows=tuple(rows), errors=tuple(errors), report=report_path,
@@ -344,13 +341,6 @@ def run_sweep(spec: SweepSpec, output_dir: str | os.PathLike = "edgecv_sweep", *
         err.result = result  # type: ignore[attr-defined]
         raise err
     return result
-
-
-def _readable(path: Path) -> None:
-    """Temporary files are created 0600; give results the permissions a plain open() would."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
 
 
 def _spec_dict(spec: SweepSpec) -> dict:
