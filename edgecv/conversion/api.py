@@ -116,8 +116,7 @@ def _quantize(model: Any, opts: QuantizeOptions, reporter: Reporter) -> Conversi
         from edgecv.conversion.diagnosis import debug_report
 
         assert data is not None
-        layer_report, diagnosis = debug_report(km, data, ref, verification, checked.io_type,
-                                               opts.allow_float_fallback, opts.float_layers, reporter)
+        layer_report, diagnosis = debug_report(km, data, ref, verification, checked.io_type, opts, reporter)
     # write
     if pre_warning:
         reporter.warn(pre_warning)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.conversion.calibration import CalibrationData
+from edgecv.conversion.options import QuantizeOptions
 from edgecv.conversion.progress import Reporter
 from edgecv.conversion.records import Diagnosis, Verification
 from edgecv.conversion.verify import compare, run_artifact
@@ -20,10 +21,9 @@ from edgecv.native import native_output_silenced
 
 
 def debug_report(km, data: CalibrationData, ref: np.ndarray | None, verification: Verification | None,
-                 io_type: str, allow_float_fallback: bool, float_layers: tuple[str, ...],
-                 reporter: Reporter) -> tuple[tuple, Diagnosis | None]:
+                 io_type: str, opts: QuantizeOptions, reporter: Reporter) -> tuple[tuple, Diagnosis | None]:
     """The worst int8 layers (with, when verified, the output SQNR of each of the worst kept in float) and the
-    diagnosis (``None`` without verification samples)."""
+    diagnosis (``None`` without verification samples). Of ``opts`` it reads the float fallback and float layers."""
     from edgecv.conversion.tflite import debug_layers as run_debugger
     from edgecv.conversion.tflite import freeze
 
@@ -39,12 +39,12 @@ def debug_report(km, data: CalibrationData, ref: np.ndarray | None, verification
         with reporter.task(f"output SQNR with each of the {DEBUG_SENSITIVITY_TOP} worst layers in float",
                            total=DEBUG_SENSITIVITY_TOP) as advance:
             layer_report = _float_one_sensitivity(frozen, [layer.name for layer in km.layers], layer_report,
-                                                  data, ref, io_type, allow_float_fallback, float_layers,
-                                                  advance)
+                                                  data, ref, io_type, opts.allow_float_fallback,
+                                                  opts.float_layers, advance)
         assert verification is not None
         with reporter.task("output SQNR with 16-bit activations (int16x8)", total=1) as adv:
-            diagnosis = _diagnose(frozen, layer_report, verification.sqnr_db, data, ref, allow_float_fallback,
-                                  adv)
+            diagnosis = _diagnose(frozen, layer_report, verification.sqnr_db, data, ref,
+                                  opts.allow_float_fallback, adv)
     return layer_report, diagnosis
 
 
