@@ -381,13 +381,6 @@ def load_all(directory: Path | None = None) -> list[DeviceProfile]:
 
 # --- host ------------------------------------------------------------------------------------------
 
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
 def fill_host(prof: DeviceProfile) -> DeviceProfile:
     """Replace the host template's CPU and memory figures with the running machine's."""
     from edgecv.profiling import cpu_probe
@@ -397,15 +390,8 @@ def fill_host(prof: DeviceProfile) -> DeviceProfile:
     ncores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     isa = fp["isa"]
     model_name = ", ".join(x for x in (fp["board"], fp["core"]) if x) or platform.machine()
-    freq = 0.0
-    mx = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").strip()
-    if mx.isdigit():
-        freq = int(mx) / 1e6
-    if not freq:
-        mhz = cpu_probe.cpuinfo_mhz(cpu_probe.parse_cpuinfo(cpuinfo))
-        freq = mhz / 1000 if mhz else 0.0
     template = prof.clusters[0]
-    freq = freq or template.freq_ghz
+    freq = cpu_probe.max_freq_ghz(cpuinfo) or template.freq_ghz
     feats = [f for f in FEATURES if isa.get(f)]  # the probe's feature names (one set: cpu_probe.ISA_NAMES)
     if platform.machine().lower() not in cpu_probe.X86_MACHINES:
         feats = ["neon"] + [f for f in feats if f != "neon"]
@@ -417,20 +403,14 @@ def fill_host(prof: DeviceProfile) -> DeviceProfile:
         fp32 = float(lanes * 2 * (2 if isa.get("fma") else 1)) if isa.get("fma") else float(lanes * 2)
         fp16 = 0.0
         int8 = fp32 * (4 if cpu_probe.has_dotprod(fp["features"]) else 2)
-    l2 = _read("/sys/devices/system/cpu/cpu0/cache/index2/size").strip()
-    l3 = _read("/sys/devices/system/cpu/cpu0/cache/index3/size").strip()
-
-    def kib(s: str) -> int:
-        mm = re.fullmatch(r"(\d+)([KM]?)", s)
-        return 0 if not mm else int(mm.group(1)) * (1024 if mm.group(2) == "M" else 1)
-
     cluster = replace(template, core=model_name, count=ncores, freq_ghz=round(freq, 3), features=tuple(feats),
                       fp32_flop_per_cycle=fp32, fp16_flop_per_cycle=fp16, int8_op_per_cycle=int8,
-                      l2_kib=kib(l2) or template.l2_kib,
-                      source="read at load time from /proc/cpuinfo and /sys (FLOP/cycle from the ISA flags: der)")
-    mem_kib = re.search(r"^MemTotal:\s*(\d+)\s*kB", _read("/proc/meminfo"), re.M)
-    ram = (int(mem_kib.group(1)) / 2**20,) if mem_kib else prof.memory.ram_gib
-    memory = replace(prof.memory, ram_gib=tuple(round(x, 2) for x in ram), l3_kib=kib(l3) or prof.memory.l3_kib)
+                      l2_kib=cpu_probe.cache_kib(2) or template.l2_kib,
+                      source="read at load time from /proc/cpuinfo and /sys (FLOP/cycle derived from the ISA flags)")
+    gib = cpu_probe.mem_total_gib()
+    ram = (gib,) if gib else prof.memory.ram_gib
+    memory = replace(prof.memory, ram_gib=tuple(round(x, 2) for x in ram),
+                     l3_kib=cpu_probe.cache_kib(3) or prof.memory.l3_kib)
     return replace(prof, name=f"This machine ({model_name}, {ncores} cores)", clusters=(cluster,), memory=memory,
                    soc=platform.machine() or prof.soc)
 

@@ -250,6 +250,39 @@ def throttled_flags(value: str) -> list[str] | None:
     return [name for bit, name in THROTTLE_BITS.items() if n >> bit & 1]
 
 
+CPU0 = "/sys/devices/system/cpu/cpu0/"
+
+
+def max_freq_ghz(cpuinfo_text: str | None = None) -> float | None:
+    """cpu0's highest frequency: cpufreq's ``cpuinfo_max_freq``, else the ``cpu MHz`` of /proc/cpuinfo (x86
+    virtual machines have no cpufreq). None when neither says."""
+    mx = read_text(CPU0 + "cpufreq/cpuinfo_max_freq")
+    if mx and mx.isdigit() and int(mx):
+        return int(mx) / 1e6
+    text = read_text("/proc/cpuinfo") if cpuinfo_text is None else cpuinfo_text
+    mhz = cpuinfo_mhz(parse_cpuinfo(text or ""))
+    return mhz / 1000 if mhz else None
+
+
+def cache_kib(index: int) -> int | None:
+    """Size of cpu0's cache ``index`` in KiB (sysfs ``cache/index<N>/size``: 2 is L2, 3 is L3 on both x86 and
+    Arm), None when the kernel does not say."""
+    raw = read_text(f"{CPU0}cache/index{index}/size") or ""
+    num, unit = raw[:-1] if raw[-1:] in "KM" else raw, raw[-1:] if raw[-1:] in "KM" else ""
+    if not raw or not num.isdigit():
+        return None
+    return int(num) * (1024 if unit == "M" else 1)
+
+
+def mem_total_gib() -> float | None:
+    """``MemTotal`` of /proc/meminfo in GiB."""
+    for line in (read_text("/proc/meminfo") or "").splitlines():
+        if line.startswith("MemTotal:"):
+            parts = line.split()
+            return int(parts[1]) / 2**20 if len(parts) > 1 and parts[1].isdigit() else None
+    return None
+
+
 def has_dotprod(features) -> bool:
     """Whether feature names (a fingerprint's ``features``, a device profile's) include an int8 dot product."""
     return any(f in features for f in DOTPROD_FEATURES)

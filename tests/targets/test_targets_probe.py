@@ -133,3 +133,31 @@ def test_host_profile_and_runner_read_the_same_cpu():
         assert env["cpu_mhz"] == (round(float(m.group(1))) if m else None)
     if not Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").exists() and m:
         assert cluster.freq_ghz == round(float(m.group(1)) / 1000, 3)
+
+
+def test_cache_sizes_and_clock_from_a_sysfs_tree(tmp_path, monkeypatch):
+    """sysfs prints cache sizes as ``512K`` (Arm, x86 L2) or ``4M``; cpufreq prints kHz."""
+    cpu0 = tmp_path / "cpu0"
+    for index, size in ((0, "48K"), (2, "512K"), (3, "4M"), (4, "")):
+        (cpu0 / "cache" / f"index{index}").mkdir(parents=True)
+        (cpu0 / "cache" / f"index{index}" / "size").write_text(size + "\n")
+    (cpu0 / "cpufreq").mkdir()
+    (cpu0 / "cpufreq" / "cpuinfo_max_freq").write_text("1800000\n")
+    monkeypatch.setattr(cpu_probe, "CPU0", f"{cpu0}/")
+    assert [cpu_probe.cache_kib(i) for i in (0, 2, 3, 4, 5)] == [48, 512, 4096, None, None]
+    assert cpu_probe.max_freq_ghz("") == 1.8  # a Pi 4 at its stock 1.8 GHz
+    (cpu0 / "cpufreq" / "cpuinfo_max_freq").unlink()
+    assert cpu_probe.max_freq_ghz("processor\t: 0\ncpu MHz\t\t: 2599.998\n") == pytest.approx(2.599998)
+    assert cpu_probe.max_freq_ghz((DATA / "rpi4_arm64.txt").read_text()) is None  # Arm kernels print no clock
+
+
+def test_host_caches_and_memory_agree_with_libc():
+    """glibc's sysconf is an independent reader (x86: CPUID for the caches; the kernel's page count for RAM)."""
+    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert cpu_probe.mem_total_gib() == pytest.approx(pages / 2**30, rel=1e-3)
+    for index, name in ((2, "LEVEL2_CACHE_SIZE"), (3, "LEVEL3_CACHE_SIZE")):
+        r = subprocess.run(["getconf", name], capture_output=True, text=True)
+        ours = cpu_probe.cache_kib(index)
+        if r.returncode != 0 or not r.stdout.strip().isdigit() or not int(r.stdout) or ours is None:
+            continue  # this libc or kernel does not say
+        assert ours * 1024 == int(r.stdout), (index, ours, r.stdout)
