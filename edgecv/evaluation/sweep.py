@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,35 @@ def fingerprint(src: Source, labels: str | os.PathLike | None = None) -> str:
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class MeasuredTop1:
+    """One artifact's accuracy on the user's labelled data (percent), as ``results.json`` records it."""
+
+    top1: float
+    top5: float | None
+    samples: int
+    data: str  # the --eval-data path
+    runtime: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> MeasuredTop1 | None:
+        """The record of a cache file's JSON, or None when it is not one (a damaged or foreign file)."""
+        if not isinstance(d, dict):
+            return None
+        top1, top5, samples = d.get("top1"), d.get("top5"), d.get("samples")
+        if not (isinstance(top1, (int, float)) and (top5 is None or isinstance(top5, (int, float)))
+                and isinstance(samples, int) and not isinstance(samples, bool)):
+            return None
+        return cls(top1=float(top1), top5=None if top5 is None else float(top5), samples=samples,
+                   data=str(d.get("data", "")), runtime=str(d.get("runtime", "")))
+
+
 def measure(artifacts: dict[str, str], eval_data: str | os.PathLike, cache_dir: Path, *,
-            labels: str | os.PathLike | None = None, on_done=None) -> dict[str, dict[str, Any]]:
-    """{name: artifact path} -> {name: {"top1": percent, "samples": n, "data": source, "runtime": ...}}.
+            labels: str | os.PathLike | None = None, on_done=None) -> dict[str, MeasuredTop1]:
+    """{name: artifact path} -> {name: its measured top-1}.
 
     A cached figure is reused when its artifact is unchanged (size and mtime) and the data fingerprint matches.
     """
@@ -43,25 +70,24 @@ def measure(artifacts: dict[str, str], eval_data: str | os.PathLike, cache_dir: 
 
     src = open_source(eval_data, labels, option="--eval-data")
     fp = fingerprint(src, labels)
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, MeasuredTop1] = {}
     for name, path in artifacts.items():
         st = Path(path).stat()
         stamp = [st.st_size, st.st_mtime_ns]
         cache = cache_dir / f"{Path(name).stem}.evaluate-{fp[:12]}.json"
         try:
-            rec = json.loads(cache.read_text())
-            ok = (isinstance(rec, dict) and rec.get("fingerprint") == fp and rec.get("artifact") == stamp
-                  and isinstance(rec.get("top1"), (int, float)) and isinstance(rec.get("samples"), int))
-        except (OSError, ValueError):
-            ok = False
-        if not ok:
-            ev = evaluate([path], eval_data, labels=labels)
-            r = ev.results[0]
-            rec = {"fingerprint": fp, "artifact": stamp, "top1": round(100.0 * r.top1, 4),
-                   "top5": None if r.top5 is None else round(100.0 * r.top5, 4), "samples": r.samples,
-                   "data": str(eval_data), "runtime": r.runtime}
-            write_json_atomic(cache, rec)
-        out[name] = {k: rec[k] for k in ("top1", "top5", "samples", "data", "runtime") if k in rec}
+            raw = json.loads(cache.read_text())
+            hit = MeasuredTop1.from_dict(raw) if raw.get("fingerprint") == fp and raw.get("artifact") == stamp \
+                else None
+        except (OSError, ValueError, AttributeError):
+            hit = None
+        if hit is None:
+            r = evaluate([path], eval_data, labels=labels).results[0]
+            top5 = None if r.top5 is None else round(100.0 * r.top5, 4)
+            hit = MeasuredTop1(top1=round(100.0 * r.top1, 4), top5=top5, samples=r.samples, data=str(eval_data),
+                               runtime=r.runtime)
+            write_json_atomic(cache, {"fingerprint": fp, "artifact": stamp, **hit.to_dict()})
+        out[name] = hit
         if on_done is not None:
             on_done()
     return out

@@ -297,7 +297,8 @@ def run_sweep(spec: SweepSpec, output_dir: str | os.PathLike = "edgecv_sweep", *
         arts = {paths.point_file(p, keys[p]).name: done[p]["conversion"]["path"] for p in spec.points
                 if p in done and done[p].get("status") == "ok"}
         progress.message(f"measuring top-1 of {len(arts)} artifact(s) on {eval_data}")
-        measured = measure(arts, eval_data, paths.stages, labels=eval_labels)
+        top1 = measure(arts, eval_data, paths.stages, labels=eval_labels)
+        measured = {name: m.to_dict() for name, m in top1.items()}
 
     # --- predictions and results ----------------------------------------------------------------
     rows = []

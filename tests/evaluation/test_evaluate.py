@@ -350,3 +350,39 @@ def test_sweep_eval_data_and_recommend_rank_by_measured(tmp_path):
     assert order == sorted(order, reverse=True)
     if want_int8 < 100.0:
         assert rec.fits[0].precision == "float32"
+
+
+def test_sweep_measure_caches_per_artifact_and_data_and_remeasures_what_changed(tmp_path, monkeypatch):
+    """``sweep --eval-data``'s measurement: the figure of evaluate(), cached until the artifact or the data change;
+    a damaged cache file is measured again."""
+    import keras
+
+    import edgecv.evaluation.api as ev_api
+    from edgecv.conversion import quantize
+    from edgecv.evaluation.sweep import MeasuredTop1, measure
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(inp))
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(x), name="m")
+    art = quantize(model, "float32", verify=False, output=str(tmp_path / "m.tflite")).path
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "eval.npz", x=rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8),
+             y=rng.integers(0, 3, 12))
+    want = ev_api.evaluate([art], tmp_path / "eval.npz").results[0]
+    cache = tmp_path / "stages"
+    got = measure({"m.json": art}, tmp_path / "eval.npz", cache)["m.json"]
+    assert isinstance(got, MeasuredTop1) and got.samples == 12
+    assert got.top1 == pytest.approx(100.0 * want.top1, abs=1e-3)
+    calls = []
+    real = ev_api.evaluate
+    monkeypatch.setattr(ev_api, "evaluate", lambda *a, **k: calls.append(a) or real(*a, **k))
+    assert measure({"m.json": art}, tmp_path / "eval.npz", cache)["m.json"] == got and calls == []
+    os.utime(art, ns=(0, 0))  # the artifact changed (its mtime)
+    measure({"m.json": art}, tmp_path / "eval.npz", cache)
+    assert len(calls) == 1
+    (f,) = cache.glob("m.evaluate-*.json")
+    f.write_text('["not", "a", "record"]')
+    assert measure({"m.json": art}, tmp_path / "eval.npz", cache)["m.json"] == got and len(calls) == 2
+    np.savez(tmp_path / "eval.npz", x=rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8), y=np.arange(5) % 3)
+    assert measure({"m.json": art}, tmp_path / "eval.npz", cache)["m.json"].samples == 5 and len(calls) == 3
