@@ -93,6 +93,21 @@ def _acquire(key: str) -> int | None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process's umask, read without setting it where Linux shows it (``os.umask`` sets while it reads: a file
+    another thread creates in between would get mode 0666)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 def _part_pattern(final: Path, suffix: str) -> re.Pattern:
     # tempfile.mkstemp names: prefix + 8 characters of [a-z0-9_] + suffix
     return re.compile(re.escape(f".{final.stem}.") + r"[a-z0-9_]{8}" + re.escape(f".part{suffix}") + r"\Z")
@@ -114,6 +129,25 @@ def remove_stale_parts(final: str | os.PathLike, suffix: str | None = None) -> l
             with contextlib.suppress(OSError):
                 os.unlink(e.path)
                 gone.append(Path(e.path))
+    return gone
+
+
+_ANY_PART = re.compile(r"\.(?P<stem>.+)\.[a-z0-9_]{8}\.part(?P<suffix>.*)\Z")
+
+
+def remove_stale_parts_in(folder: str | os.PathLike) -> list[Path]:
+    """:func:`remove_stale_parts` for every output of ``folder`` that has a temporary file beside it, each under
+    its output's lock: a live writer's temporary file (in any process) is left alone."""
+    gone: list[Path] = []
+    try:
+        names = sorted(e.name for e in os.scandir(folder) if e.name.startswith("."))
+    except OSError:
+        return gone
+    finals = {m["stem"] + m["suffix"]: m["suffix"] for m in map(_ANY_PART.match, names) if m}
+    for name, suffix in finals.items():
+        final = Path(folder) / name
+        with output_lock(final):
+            gone += remove_stale_parts(final, suffix)
     return gone
 
 
@@ -154,9 +188,7 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
             os.close(fd)
             tmp_path = Path(tmp)
             _live_temps.add(tmp)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; artifacts follow the umask like any other file
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts follow the umask like any other file
             yield tmp_path
             with open(tmp_path, "rb") as fh:
                 os.fsync(fh.fileno())

@@ -34,11 +34,12 @@ def build(cfg: ModelConfig, output_dir: str | os.PathLike = "edgecv_out", weight
     final = Path(out_dir) / f"{cfg.name}.keras"
     with atomic_path(final) as tmp:
         model.save(tmp)
+        size = tmp.stat().st_size  # this writer's file (a concurrent build of the name may replace it after)
     pre = cfg.spec.preprocessing
     return BuildResult(
         name=cfg.name, family=cfg.family, path=str(final), input_shape=cfg.input_shape,
         params=cost.params, params_deployed=cost.params_deployed, macs=cost.macs,
-        file_bytes=final.stat().st_size,
+        file_bytes=size,
         preprocessing={"range": list(pre.range), "mean": list(pre.mean), "std": list(pre.std),
                        "in_model": pre.in_model},
     )

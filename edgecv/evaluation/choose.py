@@ -106,7 +106,7 @@ def choose_precision(model: Any, *, max_drop: float, eval_data: str | os.PathLik
     from edgecv.conversion.api import quantize
     from edgecv.conversion.loading import load_model, resolve_preprocessing
     from edgecv.conversion.calibration import load_calibration, precheck
-    from edgecv.fileio import atomic_path, check_output_dir, write_json_atomic
+    from edgecv.fileio import atomic_path, check_output_dir, write_sidecar
     from edgecv.native import native_output_silenced
 
     reporter = reporter or Reporter()
@@ -216,8 +216,9 @@ def choose_precision(model: Any, *, max_drop: float, eval_data: str | os.PathLik
                 continue
             for suffix in ("", ".json"):
                 src_f = work / f"{c.path}{suffix}"
-                if src_f.exists():
-                    shutil.move(str(src_f), kept / f"{c.path}{suffix}")
+                if src_f.exists():  # copied under a temporary name: a kill mid-copy leaves no truncated file
+                    with atomic_path(kept / f"{c.path}{suffix}") as tmp_kept:
+                        shutil.copyfile(src_f, tmp_kept)
     cands = [dataclasses.replace(c, path=str(kept / c.path)) if c.path else c for c in cands]
     winner = next((c for c in cands if winner is not None and c.label == winner.label), None)
     reason = _reason(winner, cands, max_drop, device)
@@ -225,15 +226,18 @@ def choose_precision(model: Any, *, max_drop: float, eval_data: str | os.PathLik
                     tuple(cands), winner, reason)
     if winner is not None:
         final = folder / f"{loaded.name}_{winner.label.replace('+', '_')}.tflite"
+        content = Path(winner.path).read_bytes()
         with atomic_path(final) as tmp_final:  # never a partial artifact under the final name
-            shutil.copyfile(winner.path, tmp_final)
+            tmp_final.write_bytes(content)
+            # the old sidecar describes the old artifact: gone before the new one takes its place (as quantize)
+            Path(f"{final}.json").unlink(missing_ok=True)
         side = json.loads(Path(f"{winner.path}.json").read_text())
         side["path"], side["sidecar"] = str(final), f"{final}.json"
         side["precision_choice"] = choice.to_dict()
         side["precision_choice"].pop("data", None)
         side["precision_choice"]["data"] = {"source": ds.summary.source, "samples": ds.summary.samples,
                                             "classes": len(ds.summary.classes)}
-        write_json_atomic(f"{final}.json", side)
+        write_sidecar(final, content, f"{final}.json", side)  # unless a concurrent writer's artifact took its place
         choice = dataclasses.replace(choice, winner=dataclasses.replace(winner, path=str(final)))
     return choice
 

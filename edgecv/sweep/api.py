@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.errors import EdgecvError
-from edgecv.fileio import ensure_output_dir, write_json_atomic, write_text_atomic
+from edgecv.fileio import ensure_output_dir, remove_stale_parts_in, write_json_atomic, write_text_atomic
 from edgecv.formats import CALIBRATED
 from edgecv.records import jsonable
 from edgecv.sweep.grid import SCHEMA, Point, SweepSpec, point_key
@@ -181,17 +181,6 @@ def point_problem(rec: Any, p: Point, key: str) -> str | None:
     return why
 
 
-def _clean_partials(*dirs: Path) -> None:
-    """Temporary files of writers killed mid-write (``.name.part*``: see ``edgecv.fileio.atomic_path``)."""
-    for d in dirs:
-        if d.is_dir():
-            for f in d.glob(".*.part*"):
-                try:
-                    f.unlink()
-                except OSError:
-                    pass
-
-
 def prepare_calibration(spec: SweepSpec, root: Path) -> str | None:
     """The ``calib`` value for int8 points: the user's, or sample photos shipped with scikit-image written
     once as PNG files to ``DIR/calib_photos`` (the converter reads a folder of images)."""
@@ -245,7 +234,8 @@ def run_sweep(spec: SweepSpec, output_dir: str | os.PathLike = "edgecv_sweep", *
     paths = _Paths(Path(root))
     for d in (paths.points, paths.stages, paths.models, paths.artifacts):
         d.mkdir(parents=True, exist_ok=True)
-    _clean_partials(paths.points, paths.stages, paths.models, paths.artifacts, root)
+    for d in (paths.points, paths.stages, paths.models, paths.artifacts, Path(root)):
+        remove_stale_parts_in(d)  # of writers killed mid-write; a concurrent sweep's live ones are left alone
     versions = tool_versions()
     vkey = hashlib.sha256(json.dumps({"build": "bn-recalibrated/v1", "versions": versions}
                                      | ({"weights": spec.weights_sha256} if spec.weights_sha256 else {}),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.errors import EdgecvError
-from edgecv.fileio import atomic_path
+from edgecv.fileio import atomic_path, output_lock
 from edgecv.records import DeviceComparison
 
 ANCHOR_COLUMNS = ("device", "runtime", "model", "width", "resolution", "precision", "threads", "latency_ms",
@@ -138,21 +138,22 @@ def append_anchor(path: str | os.PathLike, row: dict[str, Any]) -> Path:
         raise EdgecvError(f"--save-anchor: not a file: {str(path)!r}")
     if not path.parent.is_dir():
         raise EdgecvError(f"--save-anchor: no such directory: {str(path.parent)!r}")
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    if old.strip():
-        header = next(csv.reader(io.StringIO(old)))
-        if tuple(h.strip() for h in header) != ANCHOR_COLUMNS:
-            raise EdgecvError(f"--save-anchor: {str(path)!r} has columns {','.join(header)!r}, expected "
-                              f"{','.join(ANCHOR_COLUMNS)!r}")
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=ANCHOR_COLUMNS, lineterminator="\n")
-    if not old.strip():
-        w.writeheader()
-    w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in ANCHOR_COLUMNS})
-    sep = "" if not old or old.endswith("\n") else "\n"
     try:
-        with atomic_path(path) as tmp:
-            tmp.write_text(old + sep + buf.getvalue(), encoding="utf-8")
+        with output_lock(path):  # read, check and rewrite as one step: concurrent --save-anchor runs lose no row
+            old = path.read_text(encoding="utf-8") if path.exists() else ""
+            if old.strip():
+                header = next(csv.reader(io.StringIO(old)))
+                if tuple(h.strip() for h in header) != ANCHOR_COLUMNS:
+                    raise EdgecvError(f"--save-anchor: {str(path)!r} has columns {','.join(header)!r}, expected "
+                                      f"{','.join(ANCHOR_COLUMNS)!r}")
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=ANCHOR_COLUMNS, lineterminator="\n")
+            if not old.strip():
+                w.writeheader()
+            w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in ANCHOR_COLUMNS})
+            sep = "" if not old or old.endswith("\n") else "\n"
+            with atomic_path(path) as tmp:
+                tmp.write_text(old + sep + buf.getvalue(), encoding="utf-8")
     except OSError as exc:
         raise EdgecvError(f"--save-anchor: cannot write {str(path)!r}: {exc.strerror}") from None
     return path

@@ -373,6 +373,39 @@ def test_part_file_of_a_live_writer_is_not_removed(tmp_path):
     assert final.read_bytes() == b"partial"
 
 
+def test_folder_cleanup_leaves_another_process_live_writer_alone_and_removes_stale_parts(tmp_path):
+    """A sweep starting on a folder another sweep is writing to: the other's temporary file survives (the clean-up
+    waits for that output's lock), a killed writer's is removed, and files of other naming stay."""
+    import threading
+
+    from edgecv.fileio import remove_stale_parts_in
+
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nfrom edgecv.fileio import atomic_path\n"
+         "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('{}')\n    print(tmp, flush=True)\n"
+         "    sys.stdin.readline()\n", str(tmp_path / "a.json")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        live = Path(writer.stdout.readline().strip())
+        stale = tmp_path / ".b.k3j_9x2a.part.json"
+        stale.write_text("{")
+        mine = tmp_path / ".notes.part"
+        mine.write_text("user file")
+        cleaner = threading.Thread(target=remove_stale_parts_in, args=(tmp_path,))
+        cleaner.start()
+        time.sleep(1.0)
+        assert live.exists()
+        writer.stdin.write("\n")
+        writer.stdin.flush()
+        assert writer.wait(timeout=60) == 0
+        cleaner.join(timeout=60)
+        assert not cleaner.is_alive()
+    finally:
+        writer.kill()
+    assert (tmp_path / "a.json").read_text() == "{}" and not live.exists()
+    assert not stale.exists() and mine.exists()
+
+
 # --- concurrent writers of one output ----------------------------------------------------------------------
 
 RACER = textwrap.dedent(r"""

@@ -249,6 +249,10 @@ def test_chooser_keeps_int8_within_budget(digits_setup):
     assert "none among" in c.overlap and c.data.samples == 450
     side = json.loads(Path(f"{c.winner.path}.json").read_text())
     assert [x["label"] for x in side["precision_choice"]["candidates"]][:1] == ["int8"]
+    assert side["path"] == c.winner.path and side["file_bytes"] == Path(c.winner.path).stat().st_size
+    kept = [Path(x.path) for x in c.candidates if x.path]
+    assert kept and all(p.is_file() and Path(f"{p}.json").is_file() for p in kept)
+    assert not [p for p in (s["root"] / "choose_wide").rglob("*") if ".part" in p.name]
 
 
 @pytest.mark.slow  # trains the digits model (~130 s for the set): CI's slow run

@@ -221,6 +221,21 @@ def test_save_anchor_new_file_and_bad_header(tmp_path):
     assert not [p for p in os.listdir(tmp_path) if ".part" in p]  # no temporary file left behind
 
 
+
+def test_concurrent_save_anchor_runs_lose_no_row(tmp_path):
+    """Two processes appending to one anchor CSV at once (two boards measured in parallel): every row arrives."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "anchors.csv"
+    code = ("import sys\nfrom edgecv.targets.anchor import append_anchor\n"
+            "for k in range(25):\n    append_anchor(sys.argv[1], {'device': sys.argv[2], 'model': f'm{k}'})\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(out), dev]) for dev in ("rpi4", "rpi5")]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    rows = list(csv.DictReader(out.read_text(encoding="utf-8").splitlines()))
+    assert sorted((r["device"], r["model"]) for r in rows) == sorted((d, f"m{k}") for d in ("rpi4", "rpi5")
+                                                                      for k in range(25))
+
 def _predicted(ms: float, low: float, high: float) -> ProfileResult:
     pred = Prediction(latency_ms=ms, band_low_ms=low, band_high_ms=high, band_fraction=0.2, fps=1000 / ms,
                       peak_memory_bytes=1, arena_bytes=1, weights_in_memory_bytes=1, runtime_baseline_bytes=0,
