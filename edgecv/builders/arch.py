@@ -22,7 +22,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from edgecv.builders.names import NameTemplate, TemplateError
-from edgecv.errors import EdgecvError
+from edgecv.errors import EdgecvError, one_line
 from edgecv.fileio import data_dir
 
 BLOCKS = ("conv", "dwsep", "inverted_residual", "mbconv")
@@ -260,7 +260,7 @@ def load_family_file(path: Path) -> Family:
         with open(path, "rb") as fh:
             doc = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
-        raise EdgecvError(f"{path}: malformed TOML: {' '.join(str(exc).split())}") from None
+        raise EdgecvError(f"{path}: malformed TOML: {one_line(exc)}") from None
     except OSError as exc:
         raise EdgecvError(f"{path}: cannot read: {exc.strerror or exc}") from None
     _check(isinstance(doc.get("family"), dict), path, "[family]", "missing table")

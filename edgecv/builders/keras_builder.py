@@ -19,7 +19,7 @@ from keras import layers  # noqa: E402
 
 from edgecv.builders.arch import Family, Stage, scale_channels, scale_repeats  # noqa: E402
 from edgecv.builders.registry import ModelConfig  # noqa: E402
-from edgecv.errors import EdgecvError  # noqa: E402
+from edgecv.errors import EdgecvError, one_line  # noqa: E402
 
 def correct_pad(x, kernel: int):
     """Zero padding for a stride-2 'valid' conv that matches TF 'same' (keras imagenet_utils)."""
@@ -224,8 +224,7 @@ def load_weights_by_name(model, path: str | os.PathLike) -> None:
             try:
                 model.load_weights(p)
             except (ValueError, KeyError, OSError, TypeError, AttributeError, IndexError) as exc:
-                raise EdgecvError(f"--weights: {str(p)!r} does not fit {model.name}: "
-                                  f"{' '.join(str(exc).split())[:300]}") from None
+                raise EdgecvError(f"--weights: {str(p)!r} does not fit {model.name}: {one_line(exc)[:300]}") from None
         for w in caught:  # loaded: whatever Keras said still reaches the caller
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
         return

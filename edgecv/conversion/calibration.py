@@ -22,7 +22,7 @@ import numpy as np
 from edgecv.builders.arch import Preprocessing
 from edgecv.conversion.preprocess import InputPreprocessing, from_family
 from edgecv.conversion.progress import Reporter, printable
-from edgecv.errors import EdgecvError
+from edgecv.errors import EdgecvError, one_line
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 FEW_SAMPLES = 100
@@ -411,8 +411,7 @@ def _npy_header(fp, what: str) -> tuple[tuple[int, ...], bool, np.dtype]:
             return npf.read_array_header_2_0(fp)
         return npf._read_array_header(fp, version)  # noqa: SLF001 - version 3.0 (utf-8 field names)
     except Exception as exc:  # noqa: BLE001 - numpy's header parser raises ValueError, SyntaxError, TokenError ...
-        raise EdgecvError(f"--calib: cannot read {what} as a NumPy array: {' '.join(str(exc).split())[:200]}") \
-            from None
+        raise EdgecvError(f"--calib: cannot read {what} as a NumPy array: {one_line(exc)[:200]}") from None
 
 
 def _check_header(shape: tuple[int, ...], dtype: np.dtype, want_shape: tuple[int, int, int], what: str) -> None:
@@ -490,8 +489,7 @@ def _load_array(path: Path, shape: tuple[int, int, int], want: int, seed: int) -
         except EdgecvError:
             raise
         except Exception as exc:  # noqa: BLE001 - zipfile/zlib on a damaged member: BadZipFile, zlib.error, ...
-            raise EdgecvError(f"--calib: cannot read {shown} as a NumPy array: "
-                              f"{' '.join(str(exc).split())[:200]}") from None
+            raise EdgecvError(f"--calib: cannot read {shown} as a NumPy array: {one_line(exc)[:200]}") from None
         found = len(full)
         arr = np.asarray(full[_draw(len(full), want, seed)], dtype=np.float32)
     if not np.isfinite(arr).all():

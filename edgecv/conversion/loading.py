@@ -16,7 +16,7 @@ from edgecv.builders.arch import Preprocessing
 from edgecv.conversion.preprocess import InputPreprocessing, from_family, named, normalizes_input
 from edgecv.conversion.preprocess import parse as parse_preprocess
 from edgecv.conversion.progress import Reporter
-from edgecv.errors import EdgecvError, root_cause
+from edgecv.errors import EdgecvError, one_line, root_cause
 from edgecv.fileio import unsafe_zip_member
 from edgecv.native import import_tensorflow, native_output_silenced
 
@@ -65,7 +65,7 @@ def check_keras_file(path: Path, option: str = "MODEL") -> None:
         raise
     except Exception as exc:  # noqa: BLE001 - zipfile raises BadZipFile, OSError, EOFError, zlib.error,
         # NotImplementedError (compression method), RuntimeError (encrypted member) ... on a damaged archive
-        raise EdgecvError(f"{option}: cannot read {str(path)!r}: {' '.join(str(exc).split())[:300]}") from None
+        raise EdgecvError(f"{option}: cannot read {str(path)!r}: {one_line(exc)[:300]}") from None
 
 
 _PROBE = r"""

@@ -26,7 +26,7 @@ import numpy as np
 
 from edgecv.builders.arch import Preprocessing
 from edgecv.conversion.progress import Reporter
-from edgecv.errors import EdgecvError
+from edgecv.errors import EdgecvError, one_line
 from edgecv.evaluation.data import DataSummary, Dataset, Source, load, open_source
 from edgecv.evaluation.metrics import (BOOTSTRAP_RESAMPLES, CONFIDENCE, ClassLoss, class_losses, paired_drop,
                                        topk_correct)
@@ -127,7 +127,7 @@ def _read_sidecar(path: Path) -> dict | None:
             raise EdgecvError(f"{side.name}: sidecar larger than {SIDECAR_MAX_BYTES // 2**20} MiB")
         d = json.loads(side.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise EdgecvError(f"{side.name}: cannot read the sidecar as JSON: {' '.join(str(exc).split())}") from None
+        raise EdgecvError(f"{side.name}: cannot read the sidecar as JSON: {one_line(exc)}") from None
     if not isinstance(d, dict):
         raise EdgecvError(f"{side.name}: the sidecar is not a JSON object")
     return d

@@ -22,7 +22,7 @@ import numpy as np
 
 from edgecv.conversion.calibration import IMAGE_SUFFIXES, read_image
 from edgecv.conversion.progress import Reporter
-from edgecv.errors import EdgecvError
+from edgecv.errors import EdgecvError, one_line
 
 MAX_CLASSES = 100_000
 
@@ -188,8 +188,7 @@ def _load_npz(src: Source, shape: tuple[int, int, int]) -> Dataset:
     except EdgecvError:
         raise
     except Exception as exc:  # noqa: BLE001 - a damaged member: BadZipFile, zlib.error, TokenError (header) ...
-        raise EdgecvError(f"--data: cannot read {str(p)!r} as a .npz file: {' '.join(str(exc).split())[:300]}") \
-            from None
+        raise EdgecvError(f"--data: cannot read {str(p)!r} as a .npz file: {one_line(exc)[:300]}") from None
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape) or len(x) < 1:
         raise EdgecvError(f"--data: x must have shape (N, {', '.join(map(str, shape))}) for this model. "
                           f"Received: shape={tuple(x.shape)} in {str(p)!r}")

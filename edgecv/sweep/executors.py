@@ -11,7 +11,7 @@ import multiprocessing
 from collections.abc import Callable
 from typing import Any
 
-from edgecv.errors import EdgecvError
+from edgecv.errors import EdgecvError, one_line
 
 EXECUTORS = ("local", "ray")
 
@@ -116,8 +116,8 @@ class RayExecutor:
                 ray.init(address=address, logging_level="ERROR", log_to_driver=False,
                          runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "3"}})
             except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise EdgecvError(f"--address: cannot connect to a Ray cluster at {address!r}: "
-                                  f"{' '.join(str(exc).split())[:200]}") from None
+                raise EdgecvError(f"--address: cannot connect to a Ray cluster at {address!r}: {one_line(exc)[:200]}") \
+                    from None
         self._remote: dict[Callable, Any] = {}
         self._inflight: set = set()
         self.jobs = jobs
