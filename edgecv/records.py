@@ -8,6 +8,8 @@ load.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
@@ -546,6 +548,36 @@ class DeviceComparison:
         kw.setdefault("measured_ms", None)
         kw.setdefault("predicted_ms", None)
         return cls(**kw, prediction=Prediction.from_dict(d) if Prediction.is_complete(d) else None)
+
+
+@dataclass(frozen=True)
+class MeasuredTop1:
+    """One artifact's accuracy on the user's labelled data (percent), as ``results.json`` records it."""
+
+    top1: float
+    top5: float | None
+    samples: int
+    data: str  # the --eval-data path
+    runtime: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> MeasuredTop1 | None:
+        """The record of a JSON object (a cache file, an entry of ``results.json``'s ``measured``), or None when
+        it is not one (a damaged or foreign file)."""
+        def number(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        if not isinstance(d, dict):
+            return None
+        top1, top5, samples = d.get("top1"), d.get("top5"), d.get("samples")
+        if not (number(top1) and (top5 is None or number(top5)) and isinstance(samples, int)
+                and not isinstance(samples, bool)):
+            return None
+        return cls(top1=float(top1), top5=None if top5 is None else float(top5), samples=samples,
+                   data=str(d.get("data", "")), runtime=str(d.get("runtime", "")))
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from edgecv.evaluation.data import Source, open_source
+from edgecv.records import MeasuredTop1
 
 
 def fingerprint(src: Source, labels: str | os.PathLike | None = None) -> str:
@@ -31,32 +31,6 @@ def fingerprint(src: Source, labels: str | os.PathLike | None = None) -> str:
     if labels is not None:
         h.update(Path(labels).read_bytes())
     return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class MeasuredTop1:
-    """One artifact's accuracy on the user's labelled data (percent), as ``results.json`` records it."""
-
-    top1: float
-    top5: float | None
-    samples: int
-    data: str  # the --eval-data path
-    runtime: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Any) -> MeasuredTop1 | None:
-        """The record of a cache file's JSON, or None when it is not one (a damaged or foreign file)."""
-        if not isinstance(d, dict):
-            return None
-        top1, top5, samples = d.get("top1"), d.get("top5"), d.get("samples")
-        if not (isinstance(top1, (int, float)) and (top5 is None or isinstance(top5, (int, float)))
-                and isinstance(samples, int) and not isinstance(samples, bool)):
-            return None
-        return cls(top1=float(top1), top5=None if top5 is None else float(top5), samples=samples,
-                   data=str(d.get("data", "")), runtime=str(d.get("runtime", "")))
 
 
 def measure(artifacts: dict[str, str], eval_data: str | os.PathLike, cache_dir: Path, *,

@@ -26,7 +26,7 @@ from typing import Any
 from edgecv.errors import EdgecvError
 from edgecv.fileio import ensure_output_dir, remove_stale_parts_in, write_json_atomic, write_text_atomic
 from edgecv.formats import CALIBRATED
-from edgecv.records import jsonable
+from edgecv.records import MeasuredTop1, jsonable
 from edgecv.sweep.grid import SCHEMA, Point, SweepSpec, point_key
 
 RESULTS_SCHEMA = "edgecv.sweep.results/v1"
@@ -511,14 +511,15 @@ def point_rows(rec: dict, devices: tuple[str, ...] | list[str], threads: int | N
                on_predicted=None) -> list[dict[str, Any]]:
     """The result rows of one finished point: host (measured), each device (predicted), or static only."""
     from edgecv.devices.predict import predict_profile
-    from edgecv.report.published import lookup_name
+    from edgecv.report.published import lookup_point
 
     pt = rec["point"]
     conv = rec.get("conversion") or {}
     ver = conv.get("verification") or {}
     build = rec.get("build") or {}
     # published ImageNet figures belong to the reference architectures only (not a user's file, not 10 classes)
-    pub = None if pt["family"] == "keras" else lookup_name(pt["model"])
+    pub = lookup_point(pt)
+    ev = MeasuredTop1.from_dict(rec.get("evaluation"))
     shape = build.get("input_shape") or [None]
     base = {"point": f"{pt['model']}_{pt['precision']}_{pt['format']}", "family": pt["family"],
             "model": pt["model"], "width": pt["width"] or None, "resolution": pt["resolution"] or shape[0],
@@ -527,9 +528,8 @@ def point_rows(rec: dict, devices: tuple[str, ...] | list[str], threads: int | N
             "top1_agreement": ver.get("top1_agreement"), "max_abs_error": ver.get("max_abs_error"),
             "convert_seconds": conv.get("convert_seconds"), "params_deployed_keras": build.get("params_deployed"),
             "published_top1": pub.top1 if pub else None, "published_source": pub.source if pub else "",
-            "measured_top1": (rec.get("evaluation") or {}).get("top1"),
-            "measured_samples": (rec.get("evaluation") or {}).get("samples"),
-            "measured_data": (rec.get("evaluation") or {}).get("data", "")}
+            "measured_top1": ev.top1 if ev else None, "measured_samples": ev.samples if ev else None,
+            "measured_data": ev.data if ev else ""}
     if rec.get("status") != "ok":
         return [{**base, "format": pt["format"], "precision": pt["precision"], "device": "", "mode": "error"}]
     static = rec["static"]

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgecv.errors import EdgecvError
 from edgecv.formats import PREDICTED
+from edgecv.records import MeasuredTop1, ProfileResult
 from edgecv.validate import positive_float
+
+if TYPE_CHECKING:
+    from edgecv.report.published import Published
 
 MIB = 2**20
 PRECISIONS = PREDICTED  # the precisions the device predictor models
@@ -76,23 +80,22 @@ def registry_candidates(device: str, precisions: tuple[str, ...], threads: int |
         pub = lookup_name(name)
         for prec in precisions:
             pred = predict_profile(registry_static(name, prec), device, threads=threads)
-            out.append(_candidate(name, prec, pred.to_dict(with_ops=False), pub, "registry"))
+            out.append(_candidate(name, prec, pred, pub, "registry"))
     return out
 
 
-def _candidate(name: str, prec: str, prof: dict, pub, source: str) -> Candidate:
-    p = prof["prediction"]
-    return Candidate(model=name, precision=prec, latency_ms=float(p["latency_ms"]),
-                     band_low_ms=float(p["band_low_ms"]), band_high_ms=float(p["band_high_ms"]),
-                     peak_memory_bytes=int(p["peak_memory_bytes"]), fits_ram=bool(p["fits_ram"]),
-                     macs=int(prof["macs"]), published_top1=pub.top1 if pub else None,
+def _candidate(name: str, prec: str, prof: ProfileResult, pub: Published | None, source: str) -> Candidate:
+    p = prof.prediction
+    assert p is not None and prof.macs is not None  # a prediction of a static profile
+    return Candidate(model=name, precision=prec, latency_ms=p.latency_ms, band_low_ms=p.band_low_ms,
+                     band_high_ms=p.band_high_ms, peak_memory_bytes=p.peak_memory_bytes, fits_ram=p.fits_ram,
+                     macs=prof.macs, published_top1=pub.top1 if pub else None,
                      published_source=pub.source if pub else "", source=source)
 
 
 def sweep_candidates(folder: str, device: str, precisions: tuple[str, ...], threads: int | None = None) -> list[Candidate]:
     """The finished TFLite points of a sweep (``DIR/points/*.json``), predicted on ``device``."""
     from edgecv.devices.predict import predict_profile
-    from edgecv.records import ProfileResult
     from edgecv.report.published import lookup_point
     from edgecv.sweep.api import load_results
 
@@ -109,11 +112,10 @@ def sweep_candidates(folder: str, device: str, precisions: tuple[str, ...], thre
             continue
         pred = predict_profile(ProfileResult.from_dict(rec["static"]), device, threads=threads)
         pub = lookup_point(pt)  # as the sweep's rows: not for a user's .keras file or head (--classes)
-        cand = _candidate(pt["model"], pt["precision"], pred.to_dict(with_ops=False), pub, str(f))
-        m = measured.get(f.name)
-        top1 = m.get("top1") if isinstance(m, dict) else None
-        if isinstance(top1, (int, float)) and not isinstance(top1, bool) and math.isfinite(top1):
-            cand = dataclasses.replace(cand, measured_top1=float(top1))
+        cand = _candidate(pt["model"], pt["precision"], pred, pub, str(f))
+        m = MeasuredTop1.from_dict(measured.get(f.name))
+        if m is not None:
+            cand = dataclasses.replace(cand, measured_top1=m.top1)
         out.append(cand)
     if not out:
         raise EdgecvError(f"--from-sweep: no finished TFLite points with precision {', '.join(precisions)} "
