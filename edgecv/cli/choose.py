@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from edgecv.cli.options import print_json, stdout_console
+from edgecv.cli.options import CALIB_SAMPLES, VERIFY_SAMPLES, print_json, stdout_console
 
 
 def _points(ctx, param, value):
@@ -58,9 +58,10 @@ def run_choice(model, max_drop, eval_data, eval_labels, device, kw) -> None:
     extra = {"preprocess": kw["preprocess"]} if kw.get("preprocess") is not None else {}
     try:
         choice = choose_precision(model, max_drop=max_drop, eval_data=eval_data, calib=kw.get("calib"),
-                                  labels=eval_labels, device=device, samples=kw.get("samples", 100),
-                                  verify_samples=kw.get("verify_samples", 16), output=kw.get("output_dir") or
-                                  kw.get("output") or "edgecv_out", seed=kw.get("seed", 0), reporter=reporter,
+                                  labels=eval_labels, device=device, samples=kw.get("samples", CALIB_SAMPLES),
+                                  verify_samples=kw.get("verify_samples", VERIFY_SAMPLES),
+                                  output=kw.get("output_dir") or kw.get("output") or "edgecv_out",
+                                  seed=kw.get("seed", 0), reporter=reporter,
                                   **extra)
     finally:
         if hasattr(reporter, "close"):

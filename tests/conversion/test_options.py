@@ -97,3 +97,27 @@ def test_quantize_with_a_record_writes_what_the_keywords_write(tmp_path):
     drop = ("path", "sidecar", "convert_seconds", "total_seconds")
     da, db = ({k: v for k, v in r.to_dict().items() if k not in drop} for r in (a, b))
     assert da == db and da["precision"] == "float32"
+
+
+def test_cli_defaults_are_the_record_defaults_in_every_command():
+    """``edgecv quantize`` and every command sharing its options (sweep, choose, ...) default to QuantizeOptions'
+    values: the CLI does not import the record (it stays light), so this is where a drift shows."""
+    import click
+
+    from edgecv.cli import cli
+
+    fields = {f.name: f.default for f in dataclasses.fields(QuantizeOptions)}
+    cli_name = {"fmt": "format", "output_dir": "output", "io_type": "io", "min_sqnr": "min_sqnr_db"}
+    ctx = click.Context(cli)
+    q = cli.get_command(ctx, "quantize")
+    parsed = q.make_context("quantize", ["model.keras"], resilient_parsing=True).params  # the values run() gets
+    seen = {cli_name.get(k, k): v for k, v in parsed.items() if cli_name.get(k, k) in fields}
+    for name, value in seen.items():
+        want = fields[name]
+        assert value == want or (name == "float_layers" and not value), (name, value, want)
+    assert {"precision", "format", "samples", "verify_samples", "output", "seed", "opset"} <= set(seen)
+    for cmd_name in cli.list_commands(ctx):
+        cmd = cli.get_command(ctx, cmd_name)
+        for p in getattr(cmd, "params", []):
+            if p.name in ("samples", "verify_samples"):
+                assert p.get_default(click.Context(cmd)) == fields[p.name], (cmd_name, p.opts)

@@ -8,8 +8,8 @@ import numpy as np
 
 def run_tflite(path, x: np.ndarray) -> np.ndarray:
     """Float32 outputs of the .tflite at ``path`` for each sample of ``x`` (the model's float input), one sample at
-    a time: an integer input is quantized and an integer output dequantized with the tensor's own scale and zero
-    point, clipped to its dtype's range."""
+    a time: an integer input is quantized with the tensor's own scale and zero point (clipped to its dtype's
+    range) and an integer output dequantized with its own."""
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(path))
