@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecv.errors import EdgecvError
+from edgecv.errors import EdgecvError, exception_line
 
 SQNR_CAP_DB = 300.0  # identical outputs: report this instead of infinity (JSON has no inf)
 
@@ -292,7 +292,7 @@ def _child(argv: list[str]) -> int:
         else:
             raise ValueError(f"unknown artifact type {Path(path).suffix!r}")
     except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
-        report.write_text(json.dumps({"error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]}))
+        report.write_text(json.dumps({"error": exception_line(exc, 500)}))
         return 1
     rep["tensorflow_imported"] = "tensorflow" in sys.modules
     if y is not None:

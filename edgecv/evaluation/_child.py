@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecv.errors import exception_line
+
 
 class _Tflite:
     def __init__(self, path: str, threads: int) -> None:
@@ -165,7 +167,7 @@ def main(argv: list[str]) -> int:
             rep = {"runtime": runner.runtime}
         rep["tensorflow_imported"] = "tensorflow" in sys.modules
     except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
-        report.write_text(json.dumps({"error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]}))
+        report.write_text(json.dumps({"error": exception_line(exc, 500)}))
         return 1
     report.write_text(json.dumps(rep))
     return 0

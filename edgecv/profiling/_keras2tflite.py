@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
     except ImportError:
         sys.stderr.write("profiling a .keras file needs TensorFlow: pip install 'edgecv[build]'\n")
         return 2
-    from edgecv.errors import root_cause
+    from edgecv.errors import exception_line, root_cause
 
     try:
         model = keras.saving.load_model(src, compile=False, safe_mode=True)
@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
         # that raises an unrelated error ("'NoneType' object is not callable"): say what the problem is.
         why = _temp_folder_problem(os.path.getsize(src))
         if why is None:
-            why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            why = exception_line(exc)
         sys.stderr.write(f"TFLite conversion failed: {why}\n")
         return 2
     try:

@@ -31,6 +31,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from edgecv.errors import exception_line, one_line
 from edgecv.records import OpStat, jsonable
 
 # ---- op classification tables ----------------------------------------------------------------
@@ -232,7 +233,7 @@ def _load_tflite(path: str) -> Graph:
         graph_in = [d["index"] for d in interp.get_input_details()]
         graph_out = [d["index"] for d in interp.get_output_details()]
     except (ValueError, RuntimeError) as exc:
-        raise _Fail(f"not a readable TFLite model: {' '.join(str(exc).split())[:300]}") from None
+        raise _Fail(f"not a readable TFLite model: {one_line(exc)[:300]}") from None
     ntensors = max([d["index"] for d in details] + [-1]) + 1
     tensors = [Tensor(name=f"t{i}", shape=(), dtype="float32") for i in range(ntensors)]
     for d in details:
@@ -371,7 +372,7 @@ def _load_onnx(path: str) -> Graph:
         with open(path, "rb") as fh:
             model = onnx.load_model_from_string(fh.read())
     except Exception as exc:  # protobuf DecodeError and friends
-        raise _Fail(f"not a readable ONNX model: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
+        raise _Fail(f"not a readable ONNX model: {exception_line(exc, 200)}") from None
     if not model.graph.node:
         raise _Fail("not a readable ONNX model: the graph has no nodes")
     _pin_batch(model)
