@@ -118,6 +118,8 @@ def run_artifact(path: str | os.PathLike, x: np.ndarray | None = None, timeout_s
             if report.exists():
                 msg = json.loads(report.read_text()).get("error", "")
             if not msg:
+                # the child died: its last stderr line is the reason (a traceback ends with the exception, a
+                # runtime that aborts prints its failed check last), not one_line of the whole stderr
                 tail = [ln for ln in (proc.stderr or "").strip().splitlines() if ln.strip()]
                 msg = tail[-1] if tail else ""
             how = (f"crashed (signal {-proc.returncode})" if proc.returncode < 0

@@ -112,6 +112,8 @@ def _run_child(cmd: list[str], outdir: Path, what: str, timeout_s: float) -> dic
     rep = json.loads(report.read_text()) if report.exists() else {}
     if rc == 0 and "error" not in rep:
         return rep
+    # Without the report's error (the child died) its last stderr line is the reason (a traceback ends with the
+    # exception, a runtime that aborts prints its failed check last), not one_line of the whole stderr.
     tail = [ln.strip() for ln in (proc.stderr or "").splitlines() if ln.strip()]
     msg = rep.get("error") or (tail[-1] if tail else "")
     how = f"crashed (signal {-rc})" if rc < 0 else f"failed (exit {rc})"
