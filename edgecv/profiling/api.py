@@ -127,10 +127,44 @@ def profile(path: str | os.PathLike, runtime: str | None = None, threads: int | 
     return apply_runner_json(res, m, warmup_runs=warmup_runs, min_time_s=min_time_s, converted=converted_from)
 
 
+def runner_result_problem(m: object) -> str | None:
+    """Why ``m`` is not a result of ``runner.py`` this edgecv can read (the first problem), or None. A target's
+    output is untrusted: checked before any field is read, so a broken or hostile runner gets one line."""
+    from edgecv.records import InputInfo, SustainedRun
+    from edgecv.validate import conforms, record_problem
+
+    if not isinstance(m, dict):
+        return f"expected an object, got {type(m).__name__}"
+    for key, cls in (("latency_ms", LatencyStats), ("runtime", RuntimeInfo)):
+        problem = record_problem(m.get(key), cls)
+        if problem:
+            return f"{key}: {problem}"
+    for key, hint in (("init_ms", float | None), ("first_inference_ms", float | None),
+                      ("peak_rss_bytes", int | None), ("rss_growth_bytes", int | None)):
+        if key not in m:
+            return f"missing {key!r}"
+        if not conforms(m[key], hint):
+            return f"{key!r} is {m[key]!r:.60}, expected {hint}"
+    for key, hint in (("warmup_runs", int), ("cpus", list[int]), ("inputs", list)):
+        if m.get(key) is not None and not conforms(m[key], hint):
+            return f"{key!r} is {m[key]!r:.60}, expected {hint.__name__ if isinstance(hint, type) else hint}"
+    records = [("env", m.get("env"), EnvInfo), ("sustained", m.get("sustained"), SustainedRun)]
+    records += [(f"inputs[{i}]", x, InputInfo) for i, x in enumerate(m.get("inputs") or ())]
+    for key, value, cls in records:
+        problem = None if value is None else record_problem(value, cls)
+        if problem:
+            return f"{key}: {problem}"
+    return None
+
+
 def apply_runner_json(res: ProfileResult, m: dict, warmup_runs: int | None = None, min_time_s: float | None = None,
                       converted: str | None = None) -> ProfileResult:
     """A copy of ``res`` with the measured fields from ``runner.py``'s JSON object (host or target; the one
-    parser of that object)."""
+    parser of that object). A result it cannot read is one line naming where it ran (``res.device``)."""
+    problem = runner_result_problem(m)
+    if problem:
+        raise EdgecvError(f"{res.device}: the runner's result cannot be read ({problem}); is the target running "
+                          f"another edgecv version's runner?")
     runtime = replace(RuntimeInfo.from_dict(m["runtime"]), warmup_runs=m.get("warmup_runs", warmup_runs),
                       min_time_s=None if min_time_s is None else float(min_time_s), converted_from=converted or None,
                       cpus=m.get("cpus") or None)

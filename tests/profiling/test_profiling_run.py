@@ -75,6 +75,34 @@ def test_runner_prints_one_json_object(models):
     assert env["numpy"] == np.__version__
 
 
+def test_runner_result_is_checked_before_it_is_read(models):
+    """The runner's real output (with a sustained run) reads; a damaged or foreign one (a target is untrusted) is
+    one line naming where it ran, not an internal error."""
+    from edgecv.profiling.api import apply_runner_json, runner_result_problem
+    from edgecv.records import ProfileResult
+
+    paths, _ = models
+    res = run([sys.executable, RUNNER, paths["tflite"], "--warmup-runs", "1", "--runs", "3", "--cpus", "0",
+               "--duration-s", "0.5", "--interval-s", "0.2"])
+    assert res.returncode == 0, res.stderr
+    m = json.loads(res.stdout.splitlines()[-1])
+    assert m["sustained"] and m["cpus"] and runner_result_problem(m) is None
+    base = ProfileResult.from_dict({"model": "m.tflite", "format": "tflite", "precision": "float32",
+                                    "mode": "measured", "device": "ssh://pi@board", "macs": None, "params": None,
+                                    "weights_bytes": None, "file_bytes": 1, "peak_activation_bytes": None})
+    assert apply_runner_json(base, m).latency_ms.runs == m["latency_ms"]["runs"]
+    broken = [("latency_ms", {}), ("latency_ms", {"mean": "fast"}), ("runtime", None), ("init_ms", "soon"),
+              ("peak_rss_bytes", True), ("cpus", [0, "x"]), ("env", {"cores": "many"}), ("inputs", [{"shape": 3}]),
+              ("sustained", {"intervals": 3})]
+    for key, value in broken:
+        with pytest.raises(EdgecvError) as e:
+            apply_runner_json(base, {**m, key: value})
+        assert str(e.value).startswith("ssh://pi@board: the runner's result cannot be read (") and key in str(e.value)
+        assert "\n" not in str(e.value)
+    with pytest.raises(EdgecvError, match="missing 'init_ms'"):
+        apply_runner_json(base, {k: v for k, v in m.items() if k != "init_ms"})
+
+
 def test_runner_min_time_and_pinning_with_onnxruntime(models):
     paths, _ = models
     res = run([sys.executable, RUNNER, paths["onnx"], "--runs", "1", "--warmup-runs", "0", "--min-time-s", "0.5",
