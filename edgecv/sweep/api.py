@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecv.errors import EdgecvError
+from edgecv.errors import EdgecvError, one_line
 from edgecv.fileio import ensure_output_dir, remove_stale_parts_in, write_json_atomic, write_text_atomic
 from edgecv.formats import CALIBRATED
 from edgecv.records import MeasuredTop1, jsonable
@@ -177,7 +177,7 @@ def point_problem(rec: Any, p: Point, key: str) -> str | None:
         try:
             point_rows(rec, ())
         except Exception as exc:  # noqa: BLE001 - whatever the row maker trips on
-            why = f"{type(exc).__name__}: {exc}"
+            why = f"{type(exc).__name__}: {one_line(exc)[:300]}"
     return why
 
 
