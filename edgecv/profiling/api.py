@@ -145,7 +145,8 @@ def runner_result_problem(m: object) -> str | None:
             return f"missing {key!r}"
         if not conforms(m[key], hint):
             return f"{key!r} is {m[key]!r:.60}, expected {hint}"
-    for key, hint in (("warmup_runs", int), ("cpus", list[int]), ("inputs", list)):
+    # cpus: the runner's core list, or the "0-1" --cpus string older runners printed (cpu_indices reads both)
+    for key, hint in (("warmup_runs", int), ("cpus", list[int] | str), ("inputs", list)):
         if m.get(key) is not None and not conforms(m[key], hint):
             return f"{key!r} is {m[key]!r:.60}, expected {hint.__name__ if isinstance(hint, type) else hint}"
     records = [("env", m.get("env"), EnvInfo), ("sustained", m.get("sustained"), SustainedRun)]
