@@ -135,6 +135,7 @@ def test_liveness_peak_matches_hand_figures(mobilenet_v2_224_int8, reference_dir
     assert conv.activation_bytes == 112 * 112 * 32 and conv.input_bytes == 224 * 224 * 3
 
 
+@pytest.mark.slow  # four conversions of their own (~60 s): CI's slow run
 def test_precisions_and_dtypes(small_three_precisions):
     fp32, fp16, int8 = (analyze(small_three_precisions[k]) for k in ("float32", "float16", "int8"))
     assert (fp32.precision, fp16.precision, int8.precision) == ("float32", "float16", "int8")
@@ -423,11 +424,11 @@ def test_unknown_op_is_listed_not_counted_as_zero(tmp_path):
     assert "Einsum" in out.output
 
 
-def test_tflite_at_a_path_that_is_not_utf8(small_three_precisions, tmp_path):
+def test_tflite_at_a_path_that_is_not_utf8(converted, tmp_path):
     """LiteRT's Interpreter(model_path=...) refuses a path that is not UTF-8; the file is read as bytes."""
     import shutil
 
-    src = small_three_precisions["float32"]
+    src = converted("mobilenet_v2_0.35_96")[1]  # float32 TFLite
     dst = os.path.join(os.fsencode(tmp_path), b"m\xff\xfe.tflite")
     shutil.copyfile(src, dst)
     path = os.fsdecode(dst)

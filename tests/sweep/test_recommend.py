@@ -106,6 +106,7 @@ def test_budget_binding_reports_the_fastest_candidate():
     assert f"{fastest['latency_ms']:.1f} ms" in r.stdout
 
 
+@pytest.mark.slow  # three 224-px sweeps (~40 s): CI's slow run
 def test_from_sweep_published_top1_only_for_the_imagenet_model(tmp_path):
     """`recommend --from-sweep` shows the paper's ImageNet top-1 for a sweep row of the reference architecture
     and none for the same architecture with a user's head (--classes 10), in the JSON and the table, as the
