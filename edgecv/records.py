@@ -8,8 +8,6 @@ load.
 
 from __future__ import annotations
 
-import math
-
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
@@ -567,14 +565,12 @@ class MeasuredTop1:
     def from_dict(cls, d: Any) -> MeasuredTop1 | None:
         """The record of a JSON object (a cache file, an entry of ``results.json``'s ``measured``), or None when
         it is not one (a damaged or foreign file)."""
-        def number(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        from edgecv.validate import is_int, is_number
 
         if not isinstance(d, dict):
             return None
         top1, top5, samples = d.get("top1"), d.get("top5"), d.get("samples")
-        if not (number(top1) and (top5 is None or number(top5)) and isinstance(samples, int)
-                and not isinstance(samples, bool)):
+        if not (is_number(top1) and (top5 is None or is_number(top5)) and is_int(samples)):
             return None
         return cls(top1=float(top1), top5=None if top5 is None else float(top5), samples=samples,
                    data=str(d.get("data", "")), runtime=str(d.get("runtime", "")))
