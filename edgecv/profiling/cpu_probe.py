@@ -185,6 +185,15 @@ def describe(fp: dict, cores=None) -> str:
     return f"{head}{f', {n} cores' if n else ''}{f' ({feats})' if feats else ''}"
 
 
+CPU0 = "/sys/devices/system/cpu/cpu0/"
+
+
+def cpufreq_khz(name: str) -> int | None:
+    """cpu0's cpufreq value ``name`` (``scaling_cur_freq``, ``cpuinfo_max_freq``) in kHz, None when absent."""
+    raw = read_text(CPU0 + "cpufreq/" + name)
+    return int(raw) if raw and raw.isdigit() else None
+
+
 def sensors() -> dict:
     """CPU temperature(s), frequency and throttling now. Absent sources are listed in ``unavailable``."""
     out: dict = {"temp_c": None, "cpu_mhz": None, "cpu_max_mhz": None, "governor": None, "throttled": None,
@@ -199,11 +208,10 @@ def sensors() -> dict:
         out["temp_c"] = temps
     else:
         out["unavailable"].append("temperature (/sys/class/thermal)")
-    cpufreq = "/sys/devices/system/cpu/cpu0/cpufreq/"
-    cur, mx = read_text(cpufreq + "scaling_cur_freq"), read_text(cpufreq + "cpuinfo_max_freq")
-    out["cpu_mhz"] = int(cur) // 1000 if cur and cur.isdigit() else None
-    out["cpu_max_mhz"] = int(mx) // 1000 if mx and mx.isdigit() else None
-    out["governor"] = read_text(cpufreq + "scaling_governor")
+    cur, mx = cpufreq_khz("scaling_cur_freq"), cpufreq_khz("cpuinfo_max_freq")
+    out["cpu_mhz"] = cur // 1000 if cur is not None else None
+    out["cpu_max_mhz"] = mx // 1000 if mx is not None else None
+    out["governor"] = read_text(CPU0 + "cpufreq/scaling_governor")
     if out["cpu_mhz"] is None:
         out["unavailable"].append("frequency (cpufreq)")
     throttled = None
@@ -250,15 +258,12 @@ def throttled_flags(value: str) -> list[str] | None:
     return [name for bit, name in THROTTLE_BITS.items() if n >> bit & 1]
 
 
-CPU0 = "/sys/devices/system/cpu/cpu0/"
-
-
 def max_freq_ghz(cpuinfo_text: str | None = None) -> float | None:
     """cpu0's highest frequency: cpufreq's ``cpuinfo_max_freq``, else the ``cpu MHz`` of /proc/cpuinfo (x86
     virtual machines have no cpufreq). None when neither says."""
-    mx = read_text(CPU0 + "cpufreq/cpuinfo_max_freq")
-    if mx and mx.isdigit() and int(mx):
-        return int(mx) / 1e6
+    mx = cpufreq_khz("cpuinfo_max_freq")
+    if mx:
+        return mx / 1e6
     text = read_text("/proc/cpuinfo") if cpuinfo_text is None else cpuinfo_text
     mhz = cpuinfo_mhz(parse_cpuinfo(text or ""))
     return mhz / 1000 if mhz else None
