@@ -30,6 +30,15 @@ def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
+def last_line(text: str | None, default: str = "", skip: tuple[str, ...] = ()) -> str:
+    """The last non-empty line of a dead child's stderr, stripped, or ``default``. That line is the reason: a
+    Python traceback ends with the exception, and a runtime that aborts prints its failed check last; the lines
+    before it are the stack or progress output. ``skip`` drops lines that start with one of its prefixes (ssh's
+    "Warning: Permanently added ..." notices)."""
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip() and not ln.startswith(skip)]
+    return lines[-1] if lines else default
+
+
 def exception_line(exc: BaseException, limit: int = 300) -> str:
     """``"RuntimeError: message"`` on one line for a converter's or runtime's exception, from the text after its
     first ``error: `` (TensorFlow's and MLIR's messages repeat a location prefix before it), cut at ``limit``."""

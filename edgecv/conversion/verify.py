@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecv.errors import EdgecvError, exception_line
+from edgecv.errors import EdgecvError, exception_line, last_line
 
 SQNR_CAP_DB = 300.0  # identical outputs: report this instead of infinity (JSON has no inf)
 
@@ -118,10 +118,7 @@ def run_artifact(path: str | os.PathLike, x: np.ndarray | None = None, timeout_s
             if report.exists():
                 msg = json.loads(report.read_text()).get("error", "")
             if not msg:
-                # the child died: its last stderr line is the reason (a traceback ends with the exception, a
-                # runtime that aborts prints its failed check last), not one_line of the whole stderr
-                tail = [ln for ln in (proc.stderr or "").strip().splitlines() if ln.strip()]
-                msg = tail[-1] if tail else ""
+                msg = last_line(proc.stderr)  # the child died: its last line is the reason
             how = (f"crashed (signal {-proc.returncode})" if proc.returncode < 0
                    else f"failed (exit {proc.returncode})")
             raise EdgecvError(f"{path.name}: the runtime {how} loading or running it: {msg}".rstrip(": "))

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgecv.errors import EdgecvError
+from edgecv.errors import EdgecvError, last_line
 
 SUFFIXES = (".tflite", ".onnx", ".keras")
 
@@ -72,8 +72,7 @@ def run_child(cmd: list[str], timeout_s: float, what: str) -> str:
     if res.returncode < 0:
         raise EdgecvError(f"{what}: the runtime crashed ({_signal_name(res.returncode)})")
     if res.returncode != 0:
-        lines = [ln.strip() for ln in res.stderr.splitlines() if ln.strip()]
-        msg = lines[-1] if lines else f"exit code {res.returncode}"
+        msg = last_line(res.stderr, f"exit code {res.returncode}")
         if msg.startswith("runner: error: "):
             msg = msg[len("runner: error: "):]
         raise EdgecvError(f"{what}: {msg}")

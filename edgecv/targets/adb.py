@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecv.errors import EdgecvError, suggest
+from edgecv.errors import EdgecvError, last_line, suggest
 from edgecv.targets.benchmark_model import BenchmarkModelOutput, BenchmarkOutputError, parse_benchmark_model
 
 DEVICE_DIR = "/data/local/tmp"
@@ -150,8 +150,7 @@ def _state_hint(state: str) -> str:
 
 
 def _last_line(text: str) -> str:
-    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    return lines[-1] if lines else "no message"
+    return last_line(text, "no message")
 
 
 def benchmark_command(remote_dir: str, model_name: str, *, threads: int | None, warmup_runs: int | None,

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from edgecv.errors import EdgecvError, suggest
+from edgecv.errors import EdgecvError, last_line, suggest
 
 RUNNER = Path(__file__).resolve().parents[1] / "profiling" / "runner.py"
 CPU_PROBE = RUNNER.with_name("cpu_probe.py")  # the runner's one companion (standard library only)
@@ -150,8 +150,7 @@ def _known_name(target: SshTarget) -> str:
 
 
 def _last_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("Warning: Permanently")]
-    return lines[-1] if lines else ""
+    return last_line(text, skip=("Warning: Permanently",))
 
 
 _PROBE = r"""

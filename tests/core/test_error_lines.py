@@ -75,3 +75,21 @@ def test_unreadable_onnx_names_the_exception(tmp_path, monkeypatch):
     with pytest.raises(static._Fail) as exc:
         static._load_onnx(str(art))
     assert str(exc.value) == "not a readable ONNX model: RuntimeError: " + AFTER_MARKER[:200]
+
+
+def test_a_dead_childs_reason_is_the_last_line_of_its_traceback():
+    """A real child that prints progress, then dies with a traceback: the reason is the exception's line (the
+    traceback's last), not the progress or the stack; a child that says nothing gives its exit code."""
+    import sys
+
+    from edgecv.errors import EdgecvError
+    from edgecv.profiling._child import run_child
+
+    code = ("import sys\nprint('loading model ...', file=sys.stderr)\n"
+            "def load():\n    raise RuntimeError('tensor 3 has shape [1, 0]')\nload()\n")
+    with pytest.raises(EdgecvError) as err:
+        run_child([sys.executable, "-c", code], 60, "m.tflite")
+    assert str(err.value) == "m.tflite: RuntimeError: tensor 3 has shape [1, 0]"
+    with pytest.raises(EdgecvError) as err:
+        run_child([sys.executable, "-c", "raise SystemExit(3)"], 60, "m.tflite")
+    assert str(err.value) == "m.tflite: exit code 3"
