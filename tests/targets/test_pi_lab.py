@@ -13,11 +13,14 @@ float32 and int8 .tflite and float32 .onnx with edgecv's own converter (sidecars
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,18 +67,39 @@ class Lab:
         return sorted(p.name for p in (self.root / "tmp").glob("edgecv.*"))
 
     def profile(self, model, *args, timeout=900) -> dict:
+        before = self.leftovers()
         res = subprocess.run([sys.executable, "-m", "edgecv", "profile", str(model), "--target", self.uri,
                               "--threads", "1", "--warmup-runs", "1", "--runs", "3", "--min-time-s", "0", *args,
                               "--json"], capture_output=True, text=True, env=self.env, timeout=timeout)
         assert res.returncode == 0, res.stderr
-        assert self.leftovers() == []
+        assert before == [] and self.leftovers() == []  # the run removed its folder on the target
         return json.loads(res.stdout)
 
 
-def _lab(arch: str):
+@pytest.fixture(scope="module")
+def lab_lock():
+    """The labs are folders and an sshd on this machine, shared by every pytest process: ``pytest -n 2`` spreads
+    this module's tests over both workers, and each would bring the same lab up and down under the other and see
+    the other's folders on the target. A worker holds this lock from its first lab's ``up`` to the module's end,
+    so the other waits (``--dist loadgroup`` cannot group them: pytest 9.2 broke it, pytest-xdist issue #1386)."""
+    LAB.joinpath("run").mkdir(parents=True, exist_ok=True)
+    with open(LAB / "run" / ".tests.lock", "w") as fh:
+        deadline = time.monotonic() + 1800
+        while True:
+            with contextlib.suppress(BlockingIOError):
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            if time.monotonic() > deadline:
+                pytest.fail("another pytest process held the Pi lab for 30 minutes")
+            time.sleep(1)
+        yield  # closing the file releases the lock
+
+
+def _lab(arch: str, request):
     why = _lab_missing(arch)
     if why:
         pytest.skip(why)
+    request.getfixturevalue("lab_lock")
     lab = Lab(arch)
     try:
         yield lab
@@ -84,13 +108,13 @@ def _lab(arch: str):
 
 
 @pytest.fixture(scope="module")
-def arm64():
-    yield from _lab("arm64")
+def arm64(request):
+    yield from _lab("arm64", request)
 
 
 @pytest.fixture(scope="module")
-def armhf():
-    yield from _lab("armhf")
+def armhf(request):
+    yield from _lab("armhf", request)
 
 
 @pytest.fixture(scope="module")
