@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,12 +120,13 @@ def small_three_precisions(tmp_path_factory):
     return {k: _tflite(model, k, out / f"{k}.tflite") for k in ("float32", "float16", "int8", "int16x8")}
 
 
-def test_liveness_peak_matches_hand_figures(mobilenet_v2_224_int8, reference_dir):
+def test_liveness_peak_matches_hand_figures(mobilenet_v2_224_int8):
     """device_research.md section 4: MobileNetV2 1.0 int8 1,505,280 B (block-2 depthwise: 112x112x96 in +
     56x56x96 out); fp32 5.74 MiB, four times as many bytes."""
-    with open(os.path.join(reference_dir, "device_research.md"), encoding="utf-8") as fh:
-        text = fh.read()
-    assert "1,505,280 B" in text and "5.74 MiB" in text  # the figures this test checks against
+    research = Path(__file__).resolve().parents[3] / "shared" / "reference" / "device_research.md"
+    if research.is_file():  # beside a checkout with ../shared: the figures below are the research notes' own
+        text = research.read_text(encoding="utf-8")
+        assert "1,505,280 B" in text and "5.74 MiB" in text
     int8 = analyze(mobilenet_v2_224_int8)
     assert int8.peak_activation_bytes == 1_505_280 == 112 * 112 * 96 + 56 * 56 * 96
     peak_op = int8.ops[int8.peak_op_index]

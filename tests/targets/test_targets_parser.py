@@ -21,7 +21,7 @@ from edgecv.targets.benchmark_model import BenchmarkOutputError, parse_benchmark
 from edgecv.targets.ssh import SshTarget, ssh_error_message
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "benchmark_model"
-REFERENCE_CSV = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "published_latency.csv"
+REFERENCE_CSV = Path(__file__).resolve().parents[1] / "data" / "published_latency.csv"  # ../shared/reference's
 
 
 def fixture_text(name: str) -> str:
@@ -185,10 +185,10 @@ def test_model_identity_from_registry_names():
                                                                 "resolution": 160}
 
 
-def test_save_anchor_appends_rows_readable_as_the_reference_csv(tmp_path, reference_dir):
+def test_save_anchor_appends_rows_readable_as_the_reference_csv(tmp_path):
     import shutil
 
-    ref = Path(reference_dir) / "published_latency.csv"
+    ref = REFERENCE_CSV
     out = tmp_path / "anchors.csv"
     shutil.copyfile(ref, out)
     before = ref.read_text(encoding="utf-8")
