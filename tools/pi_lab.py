@@ -313,6 +313,7 @@ def up(arch: str) -> dict:
         if not hk.exists():
             run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"root@pi-lab-{arch}", "-f", str(hk)],
                 stdin=subprocess.DEVNULL)
+    clear_tmp(root)
     mount_all(arch, root)
     port = _free_port()
     in_chroot(arch, root, f"mkdir -p /run/sshd; chown -R {USER}:{USER} /home/{USER}")
@@ -348,6 +349,19 @@ def up(arch: str) -> dict:
           "qemu_cpu": spec["qemu_cpu"]}
     state_file(arch).write_text(json.dumps(st, indent=1))
     return st
+
+
+def clear_tmp(root: Path) -> None:
+    """Empty the lab's /tmp, as a Pi's boot does: a run killed before its clean-up leaves its folder there, and the
+    tests check that each run leaves none."""
+    tmp = root / "tmp"
+    if not tmp.is_dir() or tmp.is_symlink():
+        return
+    for p in tmp.iterdir():
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def _lab_pids(root: Path) -> list[int]:
