@@ -199,6 +199,24 @@ def build_keras(cfg: ModelConfig, weights: str | os.PathLike | None = None):
     return model
 
 
+def reemit(caught) -> None:
+    """Warn again the warnings ``catch_warnings(record=True)`` caught, each under the module that raised it (found
+    from its file, as ``warnings.warn`` names it), so the caller's filters (``ignore::UserWarning:keras``) and
+    once-per-location registry apply as if they had never been caught."""
+    import sys
+    import warnings
+
+    by_file = {getattr(m, "__file__", None): m for m in list(sys.modules.values())}
+    for w in caught:
+        mod = by_file.get(w.filename)
+        if mod is None:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+            continue
+        registry = vars(mod).setdefault("__warningregistry__", {})
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, module=mod.__name__, registry=registry,
+                               module_globals=vars(mod), source=w.source)
+
+
 def load_weights_by_name(model, path: str | os.PathLike) -> None:
     """Load a Keras weights file into ``model``, checking every shape.
 
@@ -225,8 +243,7 @@ def load_weights_by_name(model, path: str | os.PathLike) -> None:
                 model.load_weights(p)
             except (ValueError, KeyError, OSError, TypeError, AttributeError, IndexError) as exc:
                 raise EdgecvError(f"--weights: {str(p)!r} does not fit {model.name}: {one_line(exc)[:300]}") from None
-        for w in caught:  # loaded: whatever Keras said still reaches the caller
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+        reemit(caught)  # loaded: whatever Keras said still reaches the caller
         return
     by_layer = {layer.name: layer for layer in model.layers if layer.weights}
     # Auto-named layers (keras.applications' Normalization) get a session-dependent suffix

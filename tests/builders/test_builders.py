@@ -246,3 +246,33 @@ def test_every_registered_model_builds_and_costs(name):
     cost = model_cost(create_model(name))
     assert cost.macs > 0 and 0 < cost.params_deployed < cost.params
     keras.backend.clear_session()
+
+
+def test_warnings_caught_while_loading_weights_reach_the_caller_under_their_module(tmp_path, monkeypatch):
+    """Keras' warnings during a load that succeeds are warned again under Keras' own module: a filter keyed on the
+    module silences them, and without one they arrive with their category, file and line."""
+    import sys
+    import warnings
+
+    (tmp_path / "fake_saving_lib.py").write_text(
+        "import warnings\ndef load(model, path):\n    warnings.warn('Skipping variable loading', UserWarning)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import fake_saving_lib
+
+    model = create_model("mobilenet_v1_0.25_128")
+    path = tmp_path / "w.weights.h5"
+    model.save_weights(path)
+    monkeypatch.setattr(type(model), "load_weights", lambda self, p: fake_saving_lib.load(self, p))
+    from edgecv.builders.keras_builder import load_weights_by_name
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        load_weights_by_name(model, path)
+    assert [(str(w.message), w.category, w.filename, w.lineno) for w in seen] == [
+        ("Skipping variable loading", UserWarning, fake_saving_lib.__file__, 3)]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=UserWarning, module="fake_saving_lib")
+        load_weights_by_name(model, path)
+    assert seen == []
+    sys.modules.pop("fake_saving_lib", None)
